@@ -1,0 +1,253 @@
+"""Safe YAML reading with line numbers, and JSON Schema validation with messages people can act on.
+
+Every YAML file rail reads (policies, deployment declarations, card metadata, settings) goes through
+:func:`load_yaml`. It differs from ``yaml.safe_load`` where the difference protects users:
+
+- only ``true``/``false`` are booleans (YAML 1.2), so ``language: no`` stays the string ``"no"``;
+- dates stay strings, so a schema that wants a string gets one;
+- duplicate keys are an error instead of a silent overwrite;
+- size, nesting depth and alias use are bounded, so a hostile document cannot exhaust time or memory;
+- the line of every key and item is kept, so validation errors can point at it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from rail.errors import ConfigError
+from rail.resources import schema_path
+
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_ALIASES = 64
+
+PathKey = tuple[str | int, ...]
+
+
+class _RailLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and no timestamp conversion."""
+
+
+_RailLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RailLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed YAML document: its data, where it came from, and the line of every node."""
+
+    data: Any
+    source: str
+    lines: Mapping[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """Return the line of ``path``, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), None)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """Render a document path as ``rules[2].check.kind`` (``<document>`` for the root)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<document>"
+
+
+def load_yaml_text(text: str, source: str = "<string>") -> YamlDocument:
+    """Parse YAML ``text``; raise :class:`ConfigError` naming ``source`` and the line on any problem."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise ConfigError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", source=source,
+                          hint="rail reads configuration and card files of reasonable size only")
+    loader = _RailLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDocument(None, source, {})
+        lines: dict[PathKey, int] = {}
+        _check_node(node, (), lines, source, depth=0, aliases=[0])
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line,
+                          hint="check the indentation and quoting on that line") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from None
+    except RecursionError:
+        raise ConfigError(f"nesting is deeper than {MAX_DEPTH} levels", source=source) from None
+    finally:
+        loader.dispose()
+    return YamlDocument(data, source, lines)
+
+
+def load_yaml(path: str | Path) -> YamlDocument:
+    """Read and parse the YAML file at ``path``."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(p), hint="check the path") from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a YAML file", source=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(p)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(p),
+                          hint="save the file as UTF-8") from None
+    return load_yaml_text(text, str(p))
+
+
+def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], source: str,
+                depth: int, aliases: list[int]) -> None:
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"nesting is deeper than {MAX_DEPTH} levels", source=source,
+                          line=node.start_mark.line + 1, path=format_path(path))
+    lines.setdefault(path, node.start_mark.line + 1)
+    if getattr(node, "_rail_seen", False):
+        aliases[0] += 1
+        if aliases[0] > MAX_ALIASES:
+            raise ConfigError(f"more than {MAX_ALIASES} alias references", source=source,
+                              line=node.start_mark.line + 1,
+                              hint="expand the aliases by hand; rail limits them to stop expansion bombs")
+        return
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        node._rail_seen = True  # type: ignore[attr-defined]
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError("mapping keys must be plain scalars", source=source,
+                                  line=key_node.start_mark.line + 1, path=format_path(path))
+            key = key_node.value
+            if key == "<<":
+                raise ConfigError("merge keys (<<) are not supported", source=source,
+                                  line=key_node.start_mark.line + 1, path=format_path(path),
+                                  hint="write the keys out")
+            if key in seen:
+                raise ConfigError(f"duplicate key '{key}' (first on line {seen[key]})", source=source,
+                                  line=key_node.start_mark.line + 1, path=format_path(path),
+                                  hint="remove one of them")
+            seen[key] = key_node.start_mark.line + 1
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _check_node(value_node, (*path, key), lines, source, depth + 1, aliases)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _check_node(item, (*path, index), lines, source, depth + 1, aliases)
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """Load a JSON Schema shipped in ``rail/data``."""
+    return json.loads(schema_path(name).read_text(encoding="utf-8"))
+
+
+def schema_problems(doc: YamlDocument, schema: Mapping[str, Any]) -> list[ConfigError]:
+    """Return one :class:`ConfigError` per schema violation in ``doc``, ordered by line."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in validator.iter_errors(doc.data):
+        leaf = _deepest(error)
+        path = list(leaf.absolute_path)
+        message, hint = _describe(leaf)
+        if leaf.validator == "additionalProperties":
+            extra = _unknown_keys(leaf)
+            if extra:
+                path = [*path, extra[0]]
+        problems.append(ConfigError(message, source=doc.source, path=format_path(path),
+                                    line=doc.line_of(path), hint=hint))
+    problems.sort(key=lambda e: (e.line or 0, e.path or ""))
+    return problems
+
+
+def validate(doc: YamlDocument, schema: Mapping[str, Any], what: str) -> None:
+    """Raise one :class:`ConfigError` listing every schema violation of ``doc`` (``what`` names the kind of file)."""
+    problems = schema_problems(doc, schema)
+    if not problems:
+        return
+    first = problems[0]
+    if len(problems) == 1:
+        raise first
+    listing = "; ".join(str(p) for p in problems[:20])
+    more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+    raise ConfigError(f"{len(problems)} problems in this {what}: {listing}{more}", source=doc.source,
+                      line=first.line)
+
+
+def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    # For oneOf/anyOf the most specific sub-error says more than "is not valid under any of the given schemas".
+    if error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None and len(best.absolute_path) >= len(error.absolute_path):
+            return _deepest(best)
+    return error
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
+    allowed = set(error.schema.get("properties", {}))
+    if isinstance(error.instance, Mapping):
+        return [k for k in error.instance if k not in allowed]
+    return []
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[str, str | None]:
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = _unknown_keys(error)
+        guess = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        hint = f"did you mean '{guess[0]}'?" if guess else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key '{extra[0] if extra else '?'}'", hint
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing required key '{missing}'", "add it"
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"expected {expected}, got {_json_type(error.instance)} {_short(error.instance)}", None
+    if kind == "enum":
+        return f"{_short(error.instance)} is not one of {', '.join(map(str, error.validator_value))}", None
+    if kind == "pattern":
+        return f"{_short(error.instance)} does not match the pattern {error.validator_value}", None
+    return error.message, None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
