@@ -1,0 +1,332 @@
+"""Audit reports: what a deployment did over a period, with the log's integrity verdict on top.
+
+:func:`build_report` streams the log once and returns plain aggregates (a JSON-ready dict); :func:`render`
+turns them into JSON, Markdown or one self-contained HTML file with charts drawn by matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from rail import __version__
+from rail.audit.chain import Checkpoint
+from rail.audit.keys import CheckpointKey
+from rail.audit.log import read_records
+from rail.audit.record import AuditRecord, utc_now
+from rail.audit.verify import verify_log
+from rail.errors import AuditError, RailError
+
+__all__ = ["FORMATS", "build_report", "parse_when", "render"]
+
+FORMATS = ("html", "md", "json")
+#: Histogram bins over [0, 1] for toxicity probabilities.
+BINS = 20
+#: A probability at or above this counts as "flagged" in the summaries (detoxify's customary cut-off).
+FLAG_AT = 0.5
+
+
+def parse_when(text: str, *, end: bool = False) -> datetime:
+    """Parse an ISO 8601 date or date-time for --since/--until; a bare date with ``end=True`` means its end.
+
+    Times without a zone are taken as UTC. Raises AuditError with an example of the expected form.
+    """
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=timezone.utc)
+            return moment - timedelta(microseconds=1) if end else moment
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise AuditError(f"cannot read {text!r} as a date; use ISO 8601 such as 2025-01-31 or "
+                         "2025-01-31T08:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _record_time(record: AuditRecord) -> datetime | None:
+    try:
+        return parse_when(record.time)
+    except AuditError:
+        return None
+
+
+def _bucket(span: timedelta) -> tuple[str, str]:
+    if span <= timedelta(days=2):
+        return "hour", "%Y-%m-%d %H:00"
+    if span <= timedelta(days=120):
+        return "day", "%Y-%m-%d"
+    return "month", "%Y-%m"
+
+
+def _rule_clauses(rule: Any, default_licence: str | None) -> list[tuple[str | None, str]]:
+    """Return the (licence, clause letter) pairs a policy rule enforces, whatever shape they take."""
+    pairs = []
+    for item in getattr(rule, "restrictions", None) or ():
+        if isinstance(item, str):
+            licence, _, letter = item.rpartition(":")
+            pairs.append((licence or default_licence, letter))
+        elif isinstance(item, Mapping):
+            letter = item.get("clause") or item.get("letter")
+            pairs.append((item.get("licence", default_licence), str(letter)))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            pairs.append((item[0], str(item[1])))
+        else:
+            letter = getattr(item, "clause", None) or getattr(item, "letter", None)
+            pairs.append((getattr(item, "licence", default_licence), str(letter)))
+    return pairs
+
+
+def _load_policy(ref: str | Path) -> Any:
+    from rail.policy import load_policy
+
+    return load_policy(ref)
+
+
+class _Tally:
+    """Streaming aggregates over the records of the period."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.verdicts: Counter[str] = Counter()
+        self.times: list[tuple[datetime, str]] = []
+        self.blocks_by_clause: Counter[str] = Counter()
+        self.blocks_by_rule: Counter[str] = Counter()
+        self.fired: Counter[str] = Counter()
+        self.clause_fired: Counter[str] = Counter()
+        self.blocked_by: Counter[str] = Counter()
+        self.rule_clauses: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
+        self.hist: dict[str, dict[str, list[int]]] = {"prompt": {}, "output": {}}
+        self.score_sum: dict[str, Counter[str]] = {"prompt": Counter(), "output": Counter()}
+        self.score_max: dict[str, dict[str, float]] = {"prompt": {}, "output": {}}
+        self.flagged: dict[str, Counter[str]] = {"prompt": Counter(), "output": Counter()}
+        self.languages: Counter[str] = Counter()
+        self.models: Counter[str] = Counter()
+        self.deployments: Counter[str] = Counter()
+        self.policies: Counter[tuple[str | None, str | None, str | None]] = Counter()
+        self.privacy: Counter[str] = Counter()
+        self.passed = 0
+        self.with_disclosure = 0
+        self.with_provenance = 0
+        self.with_watermark = 0
+        self.durations: list[float] = []
+        self.undated = 0
+
+    def add(self, record: AuditRecord, moment: datetime | None) -> None:
+        self.total += 1
+        self.verdicts[record.verdict] += 1
+        if moment is None:
+            self.undated += 1
+        else:
+            self.times.append((moment, record.verdict))
+        blocked_clauses, blocked_rules = set(), set()
+        for violation in record.violations:
+            rule = str(violation.get("rule"))
+            clause = violation.get("restriction")
+            self.fired[rule] += 1
+            if clause:
+                self.clause_fired[str(clause)] += 1
+                self.rule_clauses[rule].add((violation.get("licence"), str(clause)))
+            if violation.get("action") == "block":
+                self.blocked_by[rule] += 1
+                if record.verdict == "blocked":
+                    blocked_rules.add(rule)
+                    blocked_clauses.add(str(clause) if clause else "(no clause)")
+        # Count each clause and rule once per blocked request, however many times it fired in it.
+        self.blocks_by_clause.update(blocked_clauses)
+        self.blocks_by_rule.update(blocked_rules)
+        for stage in ("prompt", "output"):
+            for label, value in (record.scores.get(stage) or {}).items():
+                if not isinstance(value, (int, float)) or not math.isfinite(value):
+                    continue
+                bins = self.hist[stage].setdefault(label, [0] * BINS)
+                bins[min(max(int(value * BINS), 0), BINS - 1)] += 1
+                self.score_sum[stage][label] += value
+                self.score_max[stage][label] = max(self.score_max[stage].get(label, 0.0), value)
+                if value >= FLAG_AT:
+                    self.flagged[stage][label] += 1
+        self.languages[record.language or "unknown"] += 1
+        self.models[record.model or "unknown"] += 1
+        self.deployments[record.deployment or "unknown"] += 1
+        self.policies[(record.policy_id, record.policy_sha256, record.licence)] += 1
+        self.privacy[record.privacy] += 1
+        if record.verdict != "blocked" and record.output is not None:
+            self.passed += 1
+            provenance = record.provenance or {}
+            self.with_provenance += bool(record.provenance)
+            self.with_disclosure += bool(provenance.get("disclosure"))
+            self.with_watermark += bool(provenance.get("watermark"))
+        total_ms = record.durations_ms.get("total")
+        if isinstance(total_ms, (int, float)):
+            self.durations.append(float(total_ms))
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)
+
+
+def _timeline(times: list[tuple[datetime, str]]) -> dict[str, Any]:
+    if not times:
+        return {"bucket": "day", "rows": []}
+    first, last = min(t for t, _ in times), max(t for t, _ in times)
+    unit, fmt = _bucket(last - first)
+    rows: dict[str, Counter[str]] = defaultdict(Counter)
+    for moment, verdict in times:
+        rows[moment.astimezone(timezone.utc).strftime(fmt)][verdict] += 1
+    return {"bucket": unit, "rows": [{"period": key, "allowed": c["allowed"], "modified": c["modified"],
+                                      "blocked": c["blocked"], "total": sum(c.values())}
+                                     for key, c in sorted(rows.items())]}
+
+
+def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Build clause → controls → firings for every policy in force; return (matrices, notes)."""
+    from rail.licences import get_licence
+
+    notes: list[str] = []
+    if policy_ref is not None:
+        in_force = [(str(policy_ref), None, None)]
+    else:
+        in_force = sorted({(pid, sha, lic) for pid, sha, lic in tally.policies if pid},
+                          key=lambda item: (item[0], item[1] or ""))
+    matrices = []
+    for policy_id, sha256, record_licence in in_force:
+        policy, rules = None, []
+        try:
+            policy = _load_policy(policy_id)
+            rules = list(policy.rules)
+        except (RailError, ImportError, OSError) as exc:
+            notes.append(f"policy {policy_id!r} could not be loaded ({exc}); its controls are taken from the "
+                         "violations recorded")
+        if policy is not None and sha256 and getattr(policy, "sha256", None) not in (None, sha256):
+            notes.append(f"the policy {policy_id!r} available now (sha256 {policy.sha256[:12]}…) differs "
+                         f"from the one in force when the records were written ({sha256[:12]}…)")
+        licence_id = getattr(policy, "licence", None) or record_licence
+        controls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        known = set()
+        for rule in rules:
+            rule_id = str(getattr(rule, "id", rule))
+            known.add(rule_id)
+            for licence, letter in _rule_clauses(rule, licence_id):
+                if licence in (None, licence_id):
+                    coverage = _plain(getattr(rule, "coverage", None))
+                    controls[letter].append({"rule": rule_id, "coverage": coverage,
+                                             "fired": tally.fired[rule_id],
+                                             "blocked": tally.blocked_by[rule_id]})
+        for rule_id, pairs in tally.rule_clauses.items():
+            if rule_id in known:
+                continue
+            for licence, letter in pairs:
+                if licence in (None, licence_id):
+                    controls[letter].append({"rule": rule_id, "coverage": None, "fired": tally.fired[rule_id],
+                                             "blocked": tally.blocked_by[rule_id]})
+        try:
+            clauses = dict(get_licence(licence_id).restrictions) if licence_id else {}
+        except RailError:
+            clauses = {}
+            notes.append(f"licence {licence_id!r} is not in rail's catalogue; clause texts are missing")
+        letters = sorted(set(clauses) | set(controls))
+        rows = [{"clause": letter, "text": clauses.get(letter), "controls": controls.get(letter, []),
+                 "fired": tally.clause_fired.get(letter, 0),
+                 "blocks": tally.blocks_by_clause.get(letter, 0)} for letter in letters]
+        matrices.append({"policy_id": policy_id, "policy_sha256": sha256 or getattr(policy, "sha256", None),
+                         "licence": licence_id, "clauses": rows})
+    return matrices, notes
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return getattr(value, "value", None) or str(value)
+
+
+def build_report(log_path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
+                 policy: str | Path | None = None, checkpoints: Iterable[Checkpoint] = (),
+                 key: CheckpointKey | None = None) -> dict[str, Any]:
+    """Aggregate the records of ``log_path`` between ``since`` and ``until`` (inclusive) into a report dict.
+
+    The integrity verdict covers the whole log (it is verified first). ``policy`` overrides the policies named
+    in the records for the compliance matrix. Raises AuditError when the log cannot be read.
+    """
+    integrity = verify_log(log_path, checkpoints=checkpoints, key=key)
+    tally = _Tally()
+    for _, record in read_records(log_path):
+        moment = _record_time(record)
+        if moment is not None and ((since and moment < since) or (until and moment > until)):
+            continue
+        if moment is None and (since or until):
+            continue
+        tally.add(record, moment)
+    matrices, notes = _compliance(tally, policy)
+    stages = {}
+    for stage in ("prompt", "output"):
+        labels = {}
+        for label, bins in sorted(tally.hist[stage].items()):
+            count = sum(bins)
+            labels[label] = {"count": count, "mean": round(tally.score_sum[stage][label] / count, 4),
+                             "max": round(tally.score_max[stage][label], 4),
+                             "flagged": tally.flagged[stage][label],
+                             "flagged_share": _share(tally.flagged[stage][label], count), "histogram": bins}
+        stages[stage] = labels
+    first = min((t for t, _ in tally.times), default=None)
+    last = max((t for t, _ in tally.times), default=None)
+    if tally.undated:
+        notes.append(f"{tally.undated} record(s) have an unreadable time and appear in no time bucket")
+    return {
+        "format": "rail-audit-report/1",
+        "generated": utc_now(),
+        "rail_version": __version__,
+        "log": str(log_path),
+        "period": {"since": since.isoformat() if since else None,
+                   "until": until.isoformat() if until else None,
+                   "first": first.isoformat() if first else None,
+                   "last": last.isoformat() if last else None},
+        "integrity": {**integrity.to_dict(), "summary": integrity.summary()},
+        "requests": {"total": tally.total, "allowed": tally.verdicts["allowed"],
+                     "modified": tally.verdicts["modified"], "blocked": tally.verdicts["blocked"],
+                     "blocked_share": _share(tally.verdicts["blocked"], tally.total)},
+        "timeline": _timeline(tally.times),
+        "blocks_by_clause": dict(tally.blocks_by_clause.most_common()),
+        "blocks_by_rule": dict(tally.blocks_by_rule.most_common()),
+        "rules_fired": dict(tally.fired.most_common()),
+        "toxicity": {"bins": BINS, "flag_at": FLAG_AT, **stages},
+        "languages": dict(tally.languages.most_common()),
+        "models": dict(tally.models.most_common()),
+        "deployments": dict(tally.deployments.most_common()),
+        "privacy": dict(tally.privacy.most_common()),
+        "attribution": {"passed_outputs": tally.passed, "with_disclosure": tally.with_disclosure,
+                        "with_provenance": tally.with_provenance, "with_watermark": tally.with_watermark,
+                        "disclosure_share": _share(tally.with_disclosure, tally.passed),
+                        "provenance_share": _share(tally.with_provenance, tally.passed),
+                        "watermark_share": _share(tally.with_watermark, tally.passed)},
+        "latency_ms": {"p50": _percentile(tally.durations, 0.5), "p95": _percentile(tally.durations, 0.95),
+                       "max": max(tally.durations, default=None)},
+        "compliance": matrices,
+        "notes": notes,
+    }
+
+
+def render(report: Mapping[str, Any], fmt: str) -> str:
+    """Render a report dict as ``json``, ``md`` or ``html`` (a self-contained page with embedded charts)."""
+    if fmt == "json":
+        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "md":
+        from rail.audit.render import markdown
+
+        return markdown(report)
+    if fmt == "html":
+        from rail.audit.render import html
+
+        return html(report)
+    raise AuditError(f"unknown report format {fmt!r}; use one of: {', '.join(FORMATS)}")

@@ -1,0 +1,122 @@
+"""How complete a card is, against the Hugging Face card template, Mitchell et al.'s nine sections and the EU form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rail.cards.card import CardData
+from rail.cards.eu_form import fill_form
+from rail.cards.text import PLACEHOLDER, flatten, is_placeholder
+
+# Each item is satisfied when any of its card paths holds real text (not missing, not only placeholders).
+HF_TEMPLATE: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
+    ("Model Details", (("model_details",),)),
+    ("Uses: Direct Use", (("uses", "direct_use"), ("uses", "intended_use"))),
+    ("Uses: Downstream Use", (("uses", "downstream_use"),)),
+    ("Uses: Out-of-Scope Use", (("uses", "out_of_scope_use"), ("uses", "misuse"))),
+    ("Bias, Risks, and Limitations", (("bias_risks_limitations",),)),
+    ("Recommendations", (("recommendations",),)),
+    ("How to Get Started with the Model", (("how_to_use",),)),
+    ("Training Data", (("training_data",),)),
+    ("Training Procedure", (("training_procedure",), ("technical_specifications", "training"))),
+    ("Evaluation: Testing Data, Factors & Metrics",
+     (("evaluation", "testing_data"), ("evaluation", "factors"), ("evaluation", "metrics"))),
+    ("Evaluation: Results", (("evaluation", "results"), ("metadata", "model-index"))),
+    ("Environmental Impact", (("environmental_impact", "hardware_type"), ("environmental_impact", "hours_used"),
+                              ("environmental_impact", "carbon_emitted"),
+                              ("environmental_impact", "electricity_used"))),
+    ("Technical Specifications", (("technical_specifications",),)),
+    ("Citation", (("citation",),)),
+    ("Glossary", (("glossary",),)),
+    ("More Information", (("more_information",),)),
+    ("Model Card Authors", (("authors",),)),
+    ("Model Card Contact", (("contact",),)),
+)
+
+MITCHELL: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
+    ("Model Details", (("model_details",),)),
+    ("Intended Use", (("uses", "intended_use"), ("uses", "direct_use"))),
+    ("Factors", (("evaluation", "factors"),)),
+    ("Metrics", (("evaluation", "metrics"),)),
+    ("Evaluation Data", (("evaluation", "testing_data"),)),
+    ("Training Data", (("training_data",),)),
+    ("Quantitative Analyses", (("evaluation", "results"), ("metadata", "model-index"))),
+    ("Ethical Considerations", (("bias_risks_limitations",), ("uses", "misuse"))),
+    ("Caveats and Recommendations", (("recommendations",),)),
+)
+
+FRAMEWORKS = ("huggingface", "mitchell", "eu-gpai")
+
+
+@dataclass(frozen=True)
+class LintItem:
+    """One expected item: which framework asks for it, its name, its status (ok, missing, placeholder), where to add it."""
+
+    framework: str
+    item: str
+    status: str
+    paths: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {"framework": self.framework, "item": self.item, "status": self.status, "paths": list(self.paths)}
+
+
+@dataclass(frozen=True)
+class LintReport:
+    """Completeness of one card: items per framework, scores in [0, 1], and placeholder texts found anywhere."""
+
+    source: str
+    items: tuple[LintItem, ...]
+    placeholders: tuple[str, ...]
+
+    def score(self, framework: str | None = None) -> float:
+        """Share of items satisfied, for one framework or (None) all of them together."""
+        chosen = [i for i in self.items if framework is None or i.framework == framework]
+        return sum(i.status == "ok" for i in chosen) / len(chosen) if chosen else 1.0
+
+    @property
+    def problems(self) -> tuple[LintItem, ...]:
+        """The items that are missing or still placeholders."""
+        return tuple(i for i in self.items if i.status != "ok")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form printed by ``rail card lint --json``."""
+        return {"source": self.source, "score": round(self.score(), 4),
+                "scores": {f: round(self.score(f), 4) for f in FRAMEWORKS},
+                "problems": [i.to_dict() for i in self.problems], "placeholders": list(self.placeholders)}
+
+
+def _status(card: CardData, paths: tuple[tuple[str, ...], ...]) -> str:
+    values = [card.get(*p) for p in paths]
+    if all(v is None for v in values):
+        return "missing"
+    return "ok" if any(v is not None and not is_placeholder(v) for v in values) else "placeholder"
+
+
+def lint_card(card: CardData) -> LintReport:
+    """Check ``card`` against the three frameworks; the report lists what is missing or still a placeholder."""
+    items: list[LintItem] = []
+    for framework, table in (("huggingface", HF_TEMPLATE), ("mitchell", MITCHELL)):
+        for name, paths in table:
+            items.append(LintItem(framework, name, _status(card, paths), tuple(".".join(p) for p in paths)))
+    for filled in fill_form(card):
+        raw = (card.data.get("eu") or {}).get(filled.field.key)
+        status = "ok" if filled.value is not None else ("placeholder" if raw is not None else "missing")
+        items.append(LintItem("eu-gpai", f"{filled.field.section} — {filled.field.label}", status,
+                              (f"eu.{filled.field.key}",)))
+    return LintReport(card.source, tuple(items), tuple(_placeholder_paths(card.data, ())))
+
+
+def _placeholder_paths(node: Any, path: tuple[str | int, ...]) -> list[str]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _placeholder_paths(v, (*path, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _placeholder_paths(v, (*path, i))]
+    text = flatten(node)
+    match = PLACEHOLDER.search(text)
+    if match is None:
+        return []
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return [f"{where}: '{match.group(0)}'"]

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random BLOOM and detoxify models built once per session, and an offline hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports huggingface_hub, so no test can reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_bloom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer random BLOOM with a local tokenizer and a RAIL-licensed README.md."""
+    from rail.tiny import build_tiny_bloom
+
+    return build_tiny_bloom(tmp_path_factory.mktemp("tiny-bloom"))
+
+
+@pytest.fixture(scope="session")
+def tiny_detoxify(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(checkpoint, config_dir)`` of a tiny detoxify-format classifier with the unbiased label set."""
+    from rail.tiny import build_tiny_detoxify
+
+    return build_tiny_detoxify(tmp_path_factory.mktemp("tiny-detoxify"))
+
+
+@pytest.fixture
+def detoxify_env(tiny_detoxify: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Point rail's scorer at the tiny detoxify checkpoint through the environment, for all models."""
+    checkpoint, config_dir = tiny_detoxify
+    for name in [k for k in os.environ if k.startswith("RAIL_DETOXIFY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RAIL_DETOXIFY_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("RAIL_DETOXIFY_CONFIG", str(config_dir))
+    return checkpoint, config_dir
