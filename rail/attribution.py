@@ -24,18 +24,20 @@ DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlg
 PROVENANCE_SCHEMA = "rail.provenance/1"
 
 #: Default disclosure wording per language; ``{model}`` is replaced by the model's name.
-DISCLOSURES: Mapping[str, str] = MappingProxyType({
-    "en": "[Machine-generated text: written by the AI model {model}.]",
-    "fr": "[Texte généré automatiquement : rédigé par le modèle d'IA {model}.]",
-    "es": "[Texto generado automáticamente: escrito por el modelo de IA {model}.]",
-    "pt": "[Texto gerado automaticamente: escrito pelo modelo de IA {model}.]",
-    "zh": "[机器生成的文本：由人工智能模型 {model} 撰写。]",
-    "ar": "[نص مولَّد آليًا: كتبه نموذج الذكاء الاصطناعي {model}.]",
-    "hi": "[मशीन द्वारा उत्पन्न पाठ: यह एआई मॉडल {model} द्वारा लिखा गया है।]",
-    "vi": "[Văn bản do máy tạo: được viết bởi mô hình AI {model}.]",
-    "id": "[Teks buatan mesin: ditulis oleh model AI {model}.]",
-    "sw": "[Maandishi yaliyotengenezwa na mashine: yameandikwa na modeli ya AI {model}.]",
-})
+DISCLOSURES: Mapping[str, str] = MappingProxyType(
+    {
+        "en": "[Machine-generated text: written by the AI model {model}.]",
+        "fr": "[Texte généré automatiquement : rédigé par le modèle d'IA {model}.]",
+        "es": "[Texto generado automáticamente: escrito por el modelo de IA {model}.]",
+        "pt": "[Texto gerado automaticamente: escrito pelo modelo de IA {model}.]",
+        "zh": "[机器生成的文本：由人工智能模型 {model} 撰写。]",
+        "ar": "[نص مولَّد آليًا: كتبه نموذج الذكاء الاصطناعي {model}.]",
+        "hi": "[मशीन द्वारा उत्पन्न पाठ: यह एआई मॉडल {model} द्वारा लिखा गया है।]",
+        "vi": "[Văn bản do máy tạo: được viết bởi mô hình AI {model}.]",
+        "id": "[Teks buatan mesin: ditulis oleh model AI {model}.]",
+        "sw": "[Maandishi yaliyotengenezwa na mashine: yameandikwa na modeli ya AI {model}.]",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,15 @@ class Disclosure:
 
     def __post_init__(self) -> None:
         if self.mode not in ("visible", "none"):
-            raise ConfigError(f"unknown disclosure mode {self.mode!r}", path="disclosure.mode",
-                              hint="use visible or none")
+            raise ConfigError(
+                f"unknown disclosure mode {self.mode!r}", path="disclosure.mode", hint="use visible or none"
+            )
         if self.position not in ("prefix", "suffix"):
-            raise ConfigError(f"unknown disclosure position {self.position!r}", path="disclosure.position",
-                              hint="use prefix or suffix")
+            raise ConfigError(
+                f"unknown disclosure position {self.position!r}",
+                path="disclosure.position",
+                hint="use prefix or suffix",
+            )
         object.__setattr__(self, "wording", MappingProxyType({**DISCLOSURES, **dict(self.wording)}))
 
     @classmethod
@@ -67,8 +73,12 @@ class Disclosure:
         settings = declaration.disclosure
         languages = tuple(getattr(declaration, "languages", ()) or ())
         fallback = next((lang for lang in languages if lang in DISCLOSURES or lang in settings.wording), "en")
-        return cls(mode=settings.mode, position=settings.position, wording=dict(settings.wording or {}),
-                   fallback=fallback)
+        return cls(
+            mode=settings.mode,
+            position=settings.position,
+            wording=dict(settings.wording or {}),
+            fallback=fallback,
+        )
 
     def notice(self, language: str | None, model: str) -> tuple[str, str]:
         """Return ``(notice text, language used)`` for an output in ``language``."""
@@ -77,7 +87,7 @@ class Disclosure:
         return template.replace("{model}", model), lang
 
     def apply(self, text: str, language: str | None, model: str) -> str:
-        """Return ``text`` with the notice placed at this disclosure's position (unchanged when mode is none)."""
+        """Return ``text`` with the notice placed at this disclosure's position (unchanged for mode none)."""
         if self.mode == "none":
             return text
         notice, _ = self.notice(language, model)
@@ -107,8 +117,11 @@ class WatermarkSettings:
         if self.bias <= 0:
             raise ConfigError("bias must be above 0", path="watermark.bias")
         if self.seeding_scheme not in ("lefthash", "selfhash"):
-            raise ConfigError(f"unknown seeding scheme {self.seeding_scheme!r}", path="watermark.seeding_scheme",
-                              hint="use lefthash or selfhash")
+            raise ConfigError(
+                f"unknown seeding scheme {self.seeding_scheme!r}",
+                path="watermark.seeding_scheme",
+                hint="use lefthash or selfhash",
+            )
         if self.context_width < 1:
             raise ConfigError("context_width must be at least 1", path="watermark.context_width")
 
@@ -141,8 +154,15 @@ class WatermarkVerdict:
 DEFAULT_Z_THRESHOLD = 4.0
 
 
-def detect_watermark(text: str, tokenizer: Any, model_config: Any, settings: WatermarkSettings | None = None, *,
-                     threshold: float = DEFAULT_Z_THRESHOLD, device: str = "cpu") -> WatermarkVerdict:
+def detect_watermark(
+    text: str,
+    tokenizer: Any,
+    model_config: Any,
+    settings: WatermarkSettings | None = None,
+    *,
+    threshold: float = DEFAULT_Z_THRESHOLD,
+    device: str = "cpu",
+) -> WatermarkVerdict:
     """Test ``text`` for rail's watermark with the tokenizer and config of the model that generated it.
 
     Repeated n-grams are counted once, so repetitive text cannot inflate the score.
@@ -157,17 +177,26 @@ def detect_watermark(text: str, tokenizer: Any, model_config: Any, settings: Wat
     scored = ids.shape[1] - settings.context_width
     if scored < 1:
         return WatermarkVerdict(False, 0.0, 1.0, threshold, 0, 0.0)
-    detector = WatermarkDetector(model_config=model_config, device=device,
-                                 watermarking_config=settings.to_transformers(), ignore_repeated_ngrams=True)
+    detector = WatermarkDetector(
+        model_config=model_config,
+        device=device,
+        watermarking_config=settings.to_transformers(),
+        ignore_repeated_ngrams=True,
+    )
     with torch.inference_mode():
         out = detector(ids.to(device), z_threshold=threshold, return_dict=True)
     z = float(out.z_score[0])
     p = float(out.p_value[0])
     if not math.isfinite(z):  # nothing left to score once repeats are ignored
         return WatermarkVerdict(False, 0.0, 1.0, threshold, int(out.num_tokens_scored[0]), 0.0)
-    return WatermarkVerdict(detected=z >= threshold, z_score=z, p_value=p, threshold=threshold,
-                            tokens_scored=int(out.num_tokens_scored[0]),
-                            green_fraction=float(out.green_fraction[0]))
+    return WatermarkVerdict(
+        detected=z >= threshold,
+        z_score=z,
+        p_value=p,
+        threshold=threshold,
+        tokens_scored=int(out.num_tokens_scored[0]),
+        green_fraction=float(out.green_fraction[0]),
+    )
 
 
 @dataclass(frozen=True)
@@ -232,8 +261,14 @@ class Provenance:
         """
         key = _key(key)
         value = key.sign(self.signed_bytes())
-        return replace(self, signature={"alg": key.alg, "key_id": key.key_id,
-                                        "value": base64.b64encode(value).decode("ascii")})
+        return replace(
+            self,
+            signature={
+                "alg": key.alg,
+                "key_id": key.key_id,
+                "value": base64.b64encode(value).decode("ascii"),
+            },
+        )
 
     def verify(self, key: Any, text: str | None = None) -> bool:
         """Return whether the signature is valid for ``key`` and, when given, ``text`` matches the hash."""

@@ -127,20 +127,36 @@ class GatedGenerator:
     file or loaded key) signs provenance records; ``watermark`` adds a statistical watermark.
     """
 
-    def __init__(self, *, model: TextGenerator | str, declaration: Any, policy: Any = DEFAULT_POLICY,
-                 scorer: ToxicityScorer | ScorerSettings | None = None, sink: AuditSink | None = None,
-                 params: GenerationParams | None = None, watermark: WatermarkSettings | None = None,
-                 signing_key: Any = None, disclosure: Disclosure | None = None,
-                 model_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: TextGenerator | str,
+        declaration: Any,
+        policy: Any = DEFAULT_POLICY,
+        scorer: ToxicityScorer | ScorerSettings | None = None,
+        sink: AuditSink | None = None,
+        params: GenerationParams | None = None,
+        watermark: WatermarkSettings | None = None,
+        signing_key: Any = None,
+        disclosure: Disclosure | None = None,
+        model_options: Mapping[str, Any] | None = None,
+    ) -> None:
         from rail.policy import PolicyEngine, load_declaration, load_policy
 
         self.policy = policy if hasattr(policy, "rules") else load_policy(policy)
-        self.declaration = declaration if hasattr(declaration, "disclosure") else load_declaration(declaration)
+        self.declaration = (
+            declaration if hasattr(declaration, "disclosure") else load_declaration(declaration)
+        )
         self.engine = PolicyEngine(self.policy)
         self.engine.require_deployment(self.declaration)
-        self.model = model if isinstance(model, TextGenerator) else load_model(model, **dict(model_options or {}))
-        self.scorer = scorer if isinstance(scorer, ToxicityScorer) else ToxicityScorer(scorer
-                                                                                       or ScorerSettings.from_env())
+        self.model = (
+            model if isinstance(model, TextGenerator) else load_model(model, **dict(model_options or {}))
+        )
+        self.scorer = (
+            scorer
+            if isinstance(scorer, ToxicityScorer)
+            else ToxicityScorer(scorer or ScorerSettings.from_env())
+        )
         self.sink = sink
         self.params = params or GenerationParams()
         self.watermark = watermark
@@ -151,8 +167,9 @@ class GatedGenerator:
 
     # -- steps ---------------------------------------------------------------------------------------------
 
-    def _score(self, stage: Stage, texts: list[str], languages: list[str | None]
-               ) -> tuple[list[dict[str, float] | None], str | None]:
+    def _score(
+        self, stage: Stage, texts: list[str], languages: list[str | None]
+    ) -> tuple[list[dict[str, float] | None], str | None]:
         """Score texts in one batch when a rule at ``stage`` needs it; return (scores, error)."""
         if not texts or not self._needs_scores[stage]:
             return [None] * len(texts), None
@@ -171,7 +188,9 @@ class GatedGenerator:
         for r, s in zip(requests, scores, strict=True):
             if s is not None:
                 r.scores["prompt"] = s
-            r.input = self.engine.check(r.prompt, Stage.INPUT, scores=s, scores_error=error, language=r.language)
+            r.input = self.engine.check(
+                r.prompt, Stage.INPUT, scores=s, scores_error=error, language=r.language
+            )
         t3 = time.perf_counter()
         for r in requests:
             r.durations.update(input_checks=(t1 - t0 + t3 - t2) * 1000, scoring=(t2 - t1) * 1000)
@@ -196,12 +215,20 @@ class GatedGenerator:
     def _provenance(self, r: _Request, final_text: str, params: GenerationParams) -> Provenance:
         info = self.model.info
         provenance = Provenance(
-            model=info.model_id, model_revision=info.commit or info.revision, licence=info.licence or
-            getattr(self.policy, "licence", None), policy_id=self.policy.id,
-            policy_sha256=self.policy.sha256, deployment=self.declaration.name, time=utc_now(),
-            output_sha256=sha256_text(final_text), params=params.to_dict(), request_id=r.request_id,
-            language=r.language, disclosure=self.disclosure.position if self.disclosure.mode == "visible" else None,
-            watermark=self.watermark.to_dict() if self.watermark else None)
+            model=info.model_id,
+            model_revision=info.commit or info.revision,
+            licence=info.licence or getattr(self.policy, "licence", None),
+            policy_id=self.policy.id,
+            policy_sha256=self.policy.sha256,
+            deployment=self.declaration.name,
+            time=utc_now(),
+            output_sha256=sha256_text(final_text),
+            params=params.to_dict(),
+            request_id=r.request_id,
+            language=r.language,
+            disclosure=self.disclosure.position if self.disclosure.mode == "visible" else None,
+            watermark=self.watermark.to_dict() if self.watermark else None,
+        )
         return provenance.sign(self.signing_key) if self.signing_key is not None else provenance
 
     def _model_name(self) -> str:
@@ -219,9 +246,12 @@ class GatedGenerator:
         else:
             final_text = None
         r.durations["attribution"] = (time.perf_counter() - t0) * 1000
-        violations = tuple(r.input.violations if r.input else ()) + tuple(r.output.violations if r.output else ())
-        skipped = tuple(dict.fromkeys((*(r.input.skipped if r.input else ()),
-                                       *(r.output.skipped if r.output else ()))))
+        violations = tuple(r.input.violations if r.input else ()) + tuple(
+            r.output.violations if r.output else ()
+        )
+        skipped = tuple(
+            dict.fromkeys((*(r.input.skipped if r.input else ()), *(r.output.skipped if r.output else ())))
+        )
         r.durations["total"] = (time.perf_counter() - r.started) * 1000
         c = r.completion
         info = self.model.info
@@ -231,21 +261,45 @@ class GatedGenerator:
         if self.watermark:
             extra["watermark"] = self.watermark.to_dict()
         record = AuditRecord(
-            request_id=r.request_id, deployment=self.declaration.name, model=info.model_id,
-            model_revision=info.commit or info.revision, provider="transformers", params=params.to_audit(),
-            input_tokens=c.input_tokens if c else None, output_tokens=c.output_tokens if c else None,
-            finish_reason=c.finish_reason if c else None, verdict=verdict.value,
-            violations=tuple(v.to_dict() for v in violations), scores=r.scores, language=r.language,
-            provenance=provenance.to_dict() if provenance else None, policy_id=self.policy.id,
-            policy_sha256=self.policy.sha256, licence=info.licence or getattr(self.policy, "licence", None),
-            rail_version=__version__, durations_ms=r.durations, prompt=r.prompt,
-            output=c.text if c else None, extra=extra)
+            request_id=r.request_id,
+            deployment=self.declaration.name,
+            model=info.model_id,
+            model_revision=info.commit or info.revision,
+            provider="transformers",
+            params=params.to_audit(),
+            input_tokens=c.input_tokens if c else None,
+            output_tokens=c.output_tokens if c else None,
+            finish_reason=c.finish_reason if c else None,
+            verdict=verdict.value,
+            violations=tuple(v.to_dict() for v in violations),
+            scores=r.scores,
+            language=r.language,
+            provenance=provenance.to_dict() if provenance else None,
+            policy_id=self.policy.id,
+            policy_sha256=self.policy.sha256,
+            licence=info.licence or getattr(self.policy, "licence", None),
+            rail_version=__version__,
+            durations_ms=r.durations,
+            prompt=r.prompt,
+            output=c.text if c else None,
+            extra=extra,
+        )
         if self.sink is not None:
             self.sink.emit(record)
-        return GateResult(prompt=r.prompt, final_text=final_text, raw_text=c.text if c else None,
-                          decision=verdict, violations=violations, scores=r.scores, provenance=provenance,
-                          record=record, language=r.language, finish_reason=c.finish_reason if c else None,
-                          hygiene=c.hygiene if c else r.note, skipped=skipped)
+        return GateResult(
+            prompt=r.prompt,
+            final_text=final_text,
+            raw_text=c.text if c else None,
+            decision=verdict,
+            violations=violations,
+            scores=r.scores,
+            provenance=provenance,
+            record=record,
+            language=r.language,
+            finish_reason=c.finish_reason if c else None,
+            hygiene=c.hygiene if c else r.note,
+            skipped=skipped,
+        )
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -264,8 +318,12 @@ class GatedGenerator:
         if passing:
             t0 = time.perf_counter()
             notes = self.model.prepare([r.input.text for r in passing])  # type: ignore[union-attr]
-            completions = self.model.generate([r.input.text for r in passing], run,  # type: ignore[union-attr]
-                                              watermarking_config=self._watermarking_config, notes=notes)
+            completions = self.model.generate(
+                [r.input.text for r in passing],
+                run,  # type: ignore[union-attr]
+                watermarking_config=self._watermarking_config,
+                notes=notes,
+            )
             elapsed = (time.perf_counter() - t0) * 1000
             for r, c in zip(passing, completions, strict=True):
                 r.completion, r.durations["generate"] = c, elapsed
@@ -274,7 +332,7 @@ class GatedGenerator:
         return results[0] if single else results
 
     def generate_stream(self, prompt: str, **params: Any) -> GateStream:
-        """Generate for one prompt, yielding text as it passes the output checks (see the module docstring)."""
+        """Generate for one prompt, yielding text as it passes the output checks (see the module doc)."""
         return GateStream(self, prompt, self.params.replace(**params) if params else self.params)
 
 
@@ -301,11 +359,12 @@ class GateStream:
             self.result = gate._finish(r, params)
             return
         r.note = gate.model.prepare([r.input.text])[0]
-        stream = gate.model.stream(r.input.text, params, watermarking_config=gate._watermarking_config,
-                                   note=r.note)
+        stream = gate.model.stream(
+            r.input.text, params, watermarking_config=gate._watermarking_config, note=r.note
+        )
         t0 = time.perf_counter()
-        raw = ""        # everything the model produced so far
-        released = ""   # checked (possibly redacted) text already yielded, without disclosure
+        raw = ""  # everything the model produced so far
+        released = ""  # checked (possibly redacted) text already yielded, without disclosure
         shown: list[str] = []
         prefix = gate.disclosure.mode == "visible" and gate.disclosure.position == "prefix"
         failed = False
@@ -326,8 +385,11 @@ class GateStream:
             yield piece[0]
         r.durations["generate"] = (time.perf_counter() - t0) * 1000
         r.completion = stream.completion
-        tail = None if failed or r.completion is None else \
-            self._release(r, r.completion.text, released, prefix and not released)
+        tail = (
+            None
+            if failed or r.completion is None
+            else self._release(r, r.completion.text, released, prefix and not released)
+        )
         if tail is None:
             self.result = gate._finish(r, params)
             return
@@ -344,9 +406,17 @@ class GateStream:
     def _release(self, r: _Request, text: str, released: str, with_prefix: bool) -> tuple[str, str] | None:
         """Check the output so far; return (text to yield, new checked text) or None when it must stop."""
         gate = self._gate
+        t0 = time.perf_counter()
         language = detect(text) or r.language
+        t1 = time.perf_counter()
         scores, error = gate._score(Stage.OUTPUT, [text], [language])
-        decision = gate.engine.check(text, Stage.OUTPUT, scores=scores[0], scores_error=error, language=language)
+        t2 = time.perf_counter()
+        decision = gate.engine.check(
+            text, Stage.OUTPUT, scores=scores[0], scores_error=error, language=language
+        )
+        # Checks of a stream add up over its pieces; they overlap generation, which runs meanwhile.
+        for key, spent in (("output_checks", t1 - t0 + time.perf_counter() - t2), ("scoring", t2 - t1)):
+            r.durations[key] = r.durations.get(key, 0.0) + spent * 1000
         if scores[0] is not None:
             r.scores["output"] = scores[0]
         r.output = decision
@@ -354,12 +424,15 @@ class GateStream:
             return None
         if not decision.text.startswith(released):
             # A redaction reached text already shown: it cannot be taken back, so stop here.
-            r.output = Decision(Verdict.BLOCKED, decision.text, decision.violations + (Violation(
+            stopped = Violation(
                 rule="rail.stream.redaction", restriction=None, licence=None, stage=Stage.OUTPUT,
                 action=Action.BLOCK, severity="high",
-                reason="a redaction reached text already streamed; the stream was stopped"),), decision.skipped)
+                reason="a redaction reached text already streamed; the stream was stopped",
+            )
+            violations = (*decision.violations, stopped)
+            r.output = Decision(Verdict.BLOCKED, decision.text, violations, decision.skipped)
             return None
-        new = decision.text[len(released):]
+        new = decision.text[len(released) :]
         if not (self._prefixed and released):
             r.language = language  # the disclosure's language once a prefix notice is out
         if with_prefix and new:

@@ -32,7 +32,7 @@ _CLOSERS = "\"'”’»›)]}）」』】〉》"
 
 
 class PromptHygiene(str, Enum):
-    """What to do with a prompt that does not clearly end (BLOOMZ then tends to continue it, not answer it)."""
+    """What to do with a prompt that does not clearly end (BLOOMZ then tends to continue it)."""
 
     OFF = "off"
     WARN = "warn"
@@ -44,8 +44,10 @@ class PromptHygiene(str, Enum):
         try:
             return cls(value)
         except ValueError:
-            raise ConfigError(f"unknown prompt hygiene mode {value!r}",
-                              hint="use off, warn, terminate or auto (terminate for bloomz models)") from None
+            raise ConfigError(
+                f"unknown prompt hygiene mode {value!r}",
+                hint="use off, warn, terminate or auto (terminate for bloomz models)",
+            ) from None
 
 
 def has_clear_end(prompt: str) -> bool:
@@ -55,7 +57,7 @@ def has_clear_end(prompt: str) -> bool:
 
 
 def full_stop_for(text: str) -> str:
-    """Return the full stop of the script ``text`` ends in: 。 for CJK, । for Devanagari, ۔ for Urdu, else '.'."""
+    """Return the full stop of the script ``text`` ends in: 。 for CJK, । Devanagari, ۔ Urdu, else '.'."""
     import unicodedata
 
     for char in reversed(text):
@@ -66,7 +68,9 @@ def full_stop_for(text: str) -> str:
             return "。"
         if name.startswith(("DEVANAGARI", "BENGALI")):
             return "।"
-        if name.startswith("ARABIC LETTER") and any(u in name for u in ("HEH GOAL", "NOON GHUNNA", "TTEH", "DDAL")):
+        if name.startswith("ARABIC LETTER") and any(
+            u in name for u in ("HEH GOAL", "NOON GHUNNA", "TTEH", "DDAL")
+        ):
             return "۔"
         if name.startswith(("ETHIOPIC",)):
             return "።"
@@ -193,8 +197,10 @@ def _local_path(model: str) -> Path | None:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _read_front_matter_licence(text: str, source: str) -> str | None:
@@ -214,17 +220,21 @@ def _read_front_matter_licence(text: str, source: str) -> str | None:
 
 
 def _card_licence(model: str, local: Path | None, revision: str | None) -> str | None:
-    """Read ``license:`` from the model card's front matter (local README.md, or the Hub's, cached or fetched)."""
+    """Read ``license:`` from the model card's front matter (local README.md or the Hub's)."""
     if local is not None:
         readme = local / "README.md"
-        return (_read_front_matter_licence(readme.read_text(encoding="utf-8", errors="replace"), str(readme))
-                if readme.is_file() else None)
+        return (
+            _read_front_matter_licence(readme.read_text(encoding="utf-8", errors="replace"), str(readme))
+            if readme.is_file()
+            else None
+        )
     try:
         from huggingface_hub import hf_hub_download
 
         readme_path = hf_hub_download(model, "README.md", revision=revision, local_files_only=_offline())
-        return _read_front_matter_licence(Path(readme_path).read_text(encoding="utf-8", errors="replace"),
-                                          f"{model}/README.md")
+        return _read_front_matter_licence(
+            Path(readme_path).read_text(encoding="utf-8", errors="replace"), f"{model}/README.md"
+        )
     except Exception:  # the card is informational; a model without a readable card still loads
         return None
 
@@ -232,9 +242,11 @@ def _card_licence(model: str, local: Path | None, revision: str | None) -> str |
 def _load_error(model: str, revision: str | None, exc: BaseException) -> ModelLoadError:
     name = type(exc).__name__
     cause = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    fix = (f"To use a local copy, download it once (e.g. `hf download {model} --local-dir DIR`) and pass "
-           f"--model DIR (library: load_model('DIR')); with a filled Hugging Face cache, HF_HUB_OFFLINE=1 loads "
-           f"from the cache without network; pin a version with --revision.")
+    fix = (
+        f"To use a local copy, download it once (e.g. `hf download {model} --local-dir DIR`) and pass "
+        f"--model DIR (library: load_model('DIR')); with a filled Hugging Face cache, HF_HUB_OFFLINE=1 loads "
+        f"from the cache without network; pin a version with --revision."
+    )
     if name == "GatedRepoError":
         what = f"{model} is a gated repository: accept its licence on the Hub and log in (`hf auth login`)"
     elif name == "RevisionNotFoundError":
@@ -253,17 +265,21 @@ def _check_local(model: str) -> Path | None:
     local = _local_path(model)
     if local is not None:
         if not local.is_dir():
-            raise ModelLoadError(f"model directory not found: {local}. Pass --model with a directory that holds "
-                                 "config.json, the tokenizer files and the weights, or a hub id such as "
-                                 f"{DEFAULT_MODEL}.")
+            raise ModelLoadError(
+                f"model directory not found: {local}. Pass --model with a directory that holds "
+                "config.json, the tokenizer files and the weights, or a hub id such as "
+                f"{DEFAULT_MODEL}."
+            )
         if not (local / "config.json").is_file():
-            raise ModelLoadError(f"{local} is not a model directory (no config.json). Point --model at the "
-                                 "directory save_pretrained or `hf download … --local-dir` wrote.")
+            raise ModelLoadError(
+                f"{local} is not a model directory (no config.json). Point --model at the "
+                "directory save_pretrained or `hf download … --local-dir` wrote."
+            )
     return local
 
 
 def load_tokenizer(model: str = DEFAULT_MODEL, *, revision: str | None = None) -> tuple[Any, Any]:
-    """Load only a model's tokenizer and config (enough to test for a watermark); ModelLoadError if not found."""
+    """Load only a model's tokenizer and config (enough to test for a watermark)."""
     from transformers import AutoConfig, AutoTokenizer
 
     local = _check_local(model)
@@ -279,9 +295,15 @@ def load_tokenizer(model: str = DEFAULT_MODEL, *, revision: str | None = None) -
         raise _load_error(model, revision, exc) from None
 
 
-def load_model(model: str = DEFAULT_MODEL, *, revision: str | None = None, dtype: str = "auto",
-               device: str | None = None, load_in_8bit: bool = False,
-               hygiene: PromptHygiene | str = "auto") -> TextGenerator:
+def load_model(
+    model: str = DEFAULT_MODEL,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    load_in_8bit: bool = False,
+    hygiene: PromptHygiene | str = "auto",
+) -> TextGenerator:
     """Load a BLOOM/BLOOMZ checkpoint by hub id or local directory and return a ready generator.
 
     ``dtype`` "auto" keeps the checkpoint's dtype; ``device`` None spreads the model over GPUs with
@@ -300,8 +322,10 @@ def load_model(model: str = DEFAULT_MODEL, *, revision: str | None = None, dtype
     cuda = torch.cuda.is_available()
     if load_in_8bit:
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ModelLoadError("8-bit loading needs bitsandbytes: install it with `pip install 'rail[int8]'` "
-                                 "(a CUDA GPU is required), or load without --8bit.")
+            raise ModelLoadError(
+                "8-bit loading needs bitsandbytes: install it with `pip install 'rail[int8]'` "
+                "(a CUDA GPU is required), or load without --8bit."
+            )
         from transformers import BitsAndBytesConfig
 
         model_kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
@@ -318,9 +342,11 @@ def load_model(model: str = DEFAULT_MODEL, *, revision: str | None = None, dtype
         raise
     except Exception as exc:
         if local is not None:
-            raise ModelLoadError(f"cannot load the model in {local}: {type(exc).__name__}: "
-                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. Check that "
-                                 "the directory holds a complete causal-LM checkpoint and its tokenizer.") from None
+            raise ModelLoadError(
+                f"cannot load the model in {local}: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. Check that "
+                "the directory holds a complete causal-LM checkpoint and its tokenizer."
+            ) from None
         raise _load_error(model, revision, exc) from None
     finally:
         if progress:
@@ -332,11 +358,17 @@ def load_model(model: str = DEFAULT_MODEL, *, revision: str | None = None, dtype
         tokenizer.pad_token = tokenizer.eos_token
     name = (str(getattr(net.config, "_name_or_path", "")) + " " + source).lower()
     info = ModelInfo(
-        model_id=source, revision=revision if local is None else None,
+        model_id=source,
+        revision=revision if local is None else None,
         commit=getattr(net.config, "_commit_hash", None) if local is None else None,
-        licence=_card_licence(model, local, revision), dtype=str(net.dtype).removeprefix("torch."),
-        device=str(net.device), parameters=sum(p.numel() for p in net.parameters()),
-        architecture=getattr(net.config, "model_type", None), bloomz="bloomz" in name, local=local is not None)
+        licence=_card_licence(model, local, revision),
+        dtype=str(net.dtype).removeprefix("torch."),
+        device=str(net.device),
+        parameters=sum(p.numel() for p in net.parameters()),
+        architecture=getattr(net.config, "model_type", None),
+        bloomz="bloomz" in name,
+        local=local is not None,
+    )
     return TextGenerator(net, tokenizer, info, hygiene=hygiene)
 
 
@@ -357,8 +389,11 @@ class TextGenerator:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
-        self.hygiene = (PromptHygiene.TERMINATE if info.bloomz else PromptHygiene.OFF) if hygiene == "auto" \
+        self.hygiene = (
+            (PromptHygiene.TERMINATE if info.bloomz else PromptHygiene.OFF)
+            if hygiene == "auto"
             else PromptHygiene.parse(hygiene)
+        )
 
     def _generate_kwargs(self, params: GenerationParams, watermarking_config: Any | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -384,8 +419,9 @@ class TextGenerator:
     def _encode(self, prompts: Sequence[str]) -> Any:
         return self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(self.model.device)
 
-    def _finish(self, prompt: str, note: HygieneNote, ids: list[int], input_tokens: int,
-                params: GenerationParams) -> Completion:
+    def _finish(
+        self, prompt: str, note: HygieneNote, ids: list[int], input_tokens: int, params: GenerationParams
+    ) -> Completion:
         eos = self.tokenizer.eos_token_id
         reason = "length"
         if eos is not None and eos in ids:
@@ -395,16 +431,28 @@ class TextGenerator:
         cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
         if cut >= 0:
             text, reason = text[:cut], "stop"
-        return Completion(prompt=prompt, text=text, finish_reason=reason, input_tokens=input_tokens,
-                          output_tokens=len(ids), hygiene=note, token_ids=tuple(ids))
+        return Completion(
+            prompt=prompt,
+            text=text,
+            finish_reason=reason,
+            input_tokens=input_tokens,
+            output_tokens=len(ids),
+            hygiene=note,
+            token_ids=tuple(ids),
+        )
 
     def prepare(self, prompts: Sequence[str]) -> list[HygieneNote]:
         """Apply this generator's prompt hygiene to each prompt (what the model will be sent)."""
         return [apply_hygiene(p, self.hygiene) for p in prompts]
 
-    def generate(self, prompts: Sequence[str], params: GenerationParams | None = None, *,
-                 watermarking_config: Any | None = None, notes: Sequence[HygieneNote] | None = None,
-                 ) -> list[Completion]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: GenerationParams | None = None,
+        *,
+        watermarking_config: Any | None = None,
+        notes: Sequence[HygieneNote] | None = None,
+    ) -> list[Completion]:
         """Generate one completion per prompt in one left-padded batch."""
         import torch
 
@@ -420,14 +468,27 @@ class TextGenerator:
         width = batch["input_ids"].shape[1]
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         rows = out[:, width:].tolist()
-        return [self._finish(p, n, row, int(n_in), params)
-                for p, n, row, n_in in zip(prompts, notes, rows, lengths, strict=True)]
+        return [
+            self._finish(p, n, row, int(n_in), params)
+            for p, n, row, n_in in zip(prompts, notes, rows, lengths, strict=True)
+        ]
 
-    def stream(self, prompt: str, params: GenerationParams | None = None, *,
-               watermarking_config: Any | None = None, note: HygieneNote | None = None) -> CompletionStream:
+    def stream(
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        *,
+        watermarking_config: Any | None = None,
+        note: HygieneNote | None = None,
+    ) -> CompletionStream:
         """Start generating for one prompt and return an iterator of text chunks (see CompletionStream)."""
-        return CompletionStream(self, prompt, params or GenerationParams(), watermarking_config,
-                                note or apply_hygiene(prompt, self.hygiene))
+        return CompletionStream(
+            self,
+            prompt,
+            params or GenerationParams(),
+            watermarking_config,
+            note or apply_hygiene(prompt, self.hygiene),
+        )
 
 
 class CompletionStream:
@@ -437,8 +498,14 @@ class CompletionStream:
     sequence is held back until it is known not to be one. The chunks joined equal ``completion.text``.
     """
 
-    def __init__(self, generator: TextGenerator, prompt: str, params: GenerationParams,
-                 watermarking_config: Any | None, note: HygieneNote) -> None:
+    def __init__(
+        self,
+        generator: TextGenerator,
+        prompt: str,
+        params: GenerationParams,
+        watermarking_config: Any | None,
+        note: HygieneNote,
+    ) -> None:
         self._generator = generator
         self._prompt = prompt
         self._params = params
@@ -459,8 +526,9 @@ class CompletionStream:
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool,
-                                  device=input_ids.device)
+                return torch.full(
+                    (input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device
+                )
 
         gen = self._generator
         params = self._params
@@ -474,8 +542,11 @@ class CompletionStream:
                     torch.manual_seed(params.seed)
                 with torch.inference_mode():
                     result["out"] = gen.model.generate(
-                        **batch, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-                        **gen._generate_kwargs(params, self._watermarking_config))
+                        **batch,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Cancelled()]),
+                        **gen._generate_kwargs(params, self._watermarking_config),
+                    )
             except BaseException as exc:  # re-raised in the consumer's thread below
                 result["error"] = exc
                 streamer.end()
@@ -507,10 +578,10 @@ class CompletionStream:
             return
         out = result["out"]
         width = batch["input_ids"].shape[1]
-        self.completion = gen._finish(self._prompt, self._note, out[0, width:].tolist(),
-                                      int(batch["attention_mask"][0].sum()), params)
+        self.completion = gen._finish(
+            self._prompt, self._note, out[0, width:].tolist(), int(batch["attention_mask"][0].sum()), params
+        )
         # Incremental decoding can differ from one final decode at the edges; the final text is authoritative.
-        rest = self.completion.text[len(emitted):] if self.completion.text.startswith(emitted) else ""
+        rest = self.completion.text[len(emitted) :] if self.completion.text.startswith(emitted) else ""
         if rest:
             yield rest
-

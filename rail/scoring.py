@@ -55,17 +55,25 @@ class ScorerSettings:
 
     def __post_init__(self) -> None:
         if self.model not in CHOICES:
-            raise ConfigError(f"unknown detoxify model {self.model!r}", path="scorer.model",
-                              hint=f"use one of {', '.join(CHOICES)}")
+            raise ConfigError(
+                f"unknown detoxify model {self.model!r}",
+                path="scorer.model",
+                hint=f"use one of {', '.join(CHOICES)}",
+            )
         for name in (*self.checkpoints, *self.configs):
             if name not in MODELS:
-                raise ConfigError(f"unknown detoxify model {name!r}", path=f"scorer.models.{name}",
-                                  hint=f"use one of {', '.join(MODELS)}")
+                raise ConfigError(
+                    f"unknown detoxify model {name!r}",
+                    path=f"scorer.models.{name}",
+                    hint=f"use one of {', '.join(MODELS)}",
+                )
         object.__setattr__(self, "checkpoints", _frozen(self.checkpoints))
         object.__setattr__(self, "configs", _frozen(self.configs))
 
     @classmethod
-    def from_env(cls, path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> ScorerSettings:
+    def from_env(
+        cls, path: str | Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> ScorerSettings:
         """Build settings from an optional YAML file, then let RAIL_DETOXIFY_* variables override it.
 
         The file holds ``model``, ``device``, ``max_length``, ``checkpoint`` and ``config`` (for every
@@ -80,8 +88,11 @@ class ScorerSettings:
         if env.get("RAIL_DETOXIFY_MODEL"):
             values["model"] = env["RAIL_DETOXIFY_MODEL"].strip().lower()
             if values["model"] not in CHOICES:
-                raise ConfigError(f"unknown detoxify model {values['model']!r}", source="RAIL_DETOXIFY_MODEL",
-                                  hint=f"use one of {', '.join(CHOICES)}")
+                raise ConfigError(
+                    f"unknown detoxify model {values['model']!r}",
+                    source="RAIL_DETOXIFY_MODEL",
+                    hint=f"use one of {', '.join(CHOICES)}",
+                )
         if env.get("RAIL_DETOXIFY_DEVICE"):
             values["device"] = env["RAIL_DETOXIFY_DEVICE"].strip()
         for model in MODELS:
@@ -94,8 +105,13 @@ class ScorerSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form recorded with results (paths as configured)."""
-        return {"model": self.model, "device": self.device, "max_length": self.max_length,
-                "checkpoints": dict(self.checkpoints), "configs": dict(self.configs)}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "max_length": self.max_length,
+            "checkpoints": dict(self.checkpoints),
+            "configs": dict(self.configs),
+        }
 
 
 def _read_settings_file(path: Path) -> tuple[dict[str, Any], dict[str, str | None], dict[str, str | None]]:
@@ -105,12 +121,19 @@ def _read_settings_file(path: Path) -> tuple[dict[str, Any], dict[str, str | Non
     data = doc.data if doc.data is not None else {}
     source = str(path)
     if not isinstance(data, dict):
-        raise ConfigError("scorer settings must be a mapping", source=source,
-                          hint="write keys such as `model: multilingual` and `checkpoint: /path/to.ckpt`")
+        raise ConfigError(
+            "scorer settings must be a mapping",
+            source=source,
+            hint="write keys such as `model: multilingual` and `checkpoint: /path/to.ckpt`",
+        )
     unknown = sorted(set(data) - _SETTINGS_KEYS)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in scorer settings", source=source, path=unknown[0],
-                          hint=f"allowed keys: {', '.join(sorted(_SETTINGS_KEYS))}")
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in scorer settings",
+            source=source,
+            path=unknown[0],
+            hint=f"allowed keys: {', '.join(sorted(_SETTINGS_KEYS))}",
+        )
 
     def local(value: Any, where: str) -> str:
         if not isinstance(value, str) or not value:
@@ -125,8 +148,13 @@ def _read_settings_file(path: Path) -> tuple[dict[str, Any], dict[str, str | Non
                 raise ConfigError("expected a string", source=source, path=key, line=doc.line_of([key]))
             values[key] = data[key]
     if values.get("model", "auto") not in CHOICES:
-        raise ConfigError(f"unknown detoxify model {values['model']!r}", source=source, path="model",
-                          line=doc.line_of(["model"]), hint=f"use one of {', '.join(CHOICES)}")
+        raise ConfigError(
+            f"unknown detoxify model {values['model']!r}",
+            source=source,
+            path="model",
+            line=doc.line_of(["model"]),
+            hint=f"use one of {', '.join(CHOICES)}",
+        )
     if "max_length" in data:
         if not isinstance(data["max_length"], int) or data["max_length"] < 8:
             raise ConfigError("expected an integer >= 8", source=source, path="max_length")
@@ -140,15 +168,21 @@ def _read_settings_file(path: Path) -> tuple[dict[str, Any], dict[str, str | Non
             configs[model] = local(data["config"], "config")
     models = data.get("models", {})
     if not isinstance(models, dict):
-        raise ConfigError("expected a mapping of model name to {checkpoint, config}", source=source,
-                          path="models")
+        raise ConfigError(
+            "expected a mapping of model name to {checkpoint, config}", source=source, path="models"
+        )
     for name, entry in models.items():
         if name not in MODELS:
-            raise ConfigError(f"unknown detoxify model {name!r}", source=source, path=f"models.{name}",
-                              hint=f"use one of {', '.join(MODELS)}")
+            raise ConfigError(
+                f"unknown detoxify model {name!r}",
+                source=source,
+                path=f"models.{name}",
+                hint=f"use one of {', '.join(MODELS)}",
+            )
         if not isinstance(entry, dict) or set(entry) - {"checkpoint", "config"}:
-            raise ConfigError("expected `checkpoint:` and/or `config:` paths", source=source,
-                              path=f"models.{name}")
+            raise ConfigError(
+                "expected `checkpoint:` and/or `config:` paths", source=source, path=f"models.{name}"
+            )
         if "checkpoint" in entry:
             checkpoints[name] = local(entry["checkpoint"], f"models.{name}.checkpoint")
         if "config" in entry:
@@ -170,8 +204,9 @@ class _Classifier:
         import torch
 
         with torch.inference_mode():
-            inputs = self.tokenizer(texts, return_tensors="pt", truncation=True, padding=True,
-                                    max_length=self.max_length).to(self.device)
+            inputs = self.tokenizer(
+                texts, return_tensors="pt", truncation=True, padding=True, max_length=self.max_length
+            ).to(self.device)
             probabilities = torch.sigmoid(self.model(**inputs)[0]).float().cpu().tolist()
         return [dict(zip(self.labels, row, strict=True)) for row in probabilities]
 
@@ -183,13 +218,17 @@ _CACHE_LOCK = threading.Lock()
 
 def _how_to_fix(model: str) -> str:
     upper = model.upper()
-    return (f"download detoxify's {model} checkpoint and its Hugging Face config directory, then set "
-            f"RAIL_DETOXIFY_{upper}_CHECKPOINT and RAIL_DETOXIFY_{upper}_CONFIG (or RAIL_DETOXIFY_CHECKPOINT / "
-            f"RAIL_DETOXIFY_CONFIG for every model, or `models.{model}.checkpoint` / `.config` in the scorer "
-            f"settings file)")
+    return (
+        f"download detoxify's {model} checkpoint and its Hugging Face config directory, then set "
+        f"RAIL_DETOXIFY_{upper}_CHECKPOINT and RAIL_DETOXIFY_{upper}_CONFIG (or RAIL_DETOXIFY_CHECKPOINT / "
+        f"RAIL_DETOXIFY_CONFIG for every model, or `models.{model}.checkpoint` / `.config` in the scorer "
+        f"settings file)"
+    )
 
 
-def _load(model: str, checkpoint: str | None, config_dir: str | None, device: str, max_length: int) -> _Classifier:
+def _load(
+    model: str, checkpoint: str | None, config_dir: str | None, device: str, max_length: int
+) -> _Classifier:
     """Load one detoxify model, never touching the network when a checkpoint and config dir are given."""
     try:
         import torch
@@ -200,14 +239,17 @@ def _load(model: str, checkpoint: str | None, config_dir: str | None, device: st
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ScorerError(f"detoxify checkpoint for {model!r} not found: {checkpoint} — {_how_to_fix(model)}")
     if config_dir is not None and not (Path(config_dir) / "config.json").is_file():
-        raise ScorerError(f"detoxify config directory for {model!r} has no config.json: {config_dir} — "
-                          f"{_how_to_fix(model)}")
+        raise ScorerError(
+            f"detoxify config directory for {model!r} has no config.json: {config_dir} — {_how_to_fix(model)}"
+        )
     source = checkpoint or dx.MODEL_URLS[model]
     if checkpoint is None and _offline():
         cached = Path(torch.hub.get_dir()) / "checkpoints" / source.rsplit("/", 1)[-1]
         if not cached.is_file():
-            raise ScorerError(f"detoxify {model!r} checkpoint is not available offline (HF_HUB_OFFLINE is set and "
-                              f"{source} is not in the torch hub cache) — {_how_to_fix(model)}")
+            raise ScorerError(
+                f"detoxify {model!r} checkpoint is not available offline (HF_HUB_OFFLINE is set and "
+                f"{source} is not in the torch hub cache) — {_how_to_fix(model)}"
+            )
         checkpoint = str(cached)
     try:
         if checkpoint is None:
@@ -222,15 +264,21 @@ def _load(model: str, checkpoint: str | None, config_dir: str | None, device: st
             # naming the local directory there keeps the whole load offline.
             arch["model_type"] = config_dir
         with _quiet_transformers():
-            net, tokenizer = dx.get_model_and_tokenizer(**arch, state_dict=loaded["state_dict"],
-                                                        huggingface_config_path=config_dir)
+            net, tokenizer = dx.get_model_and_tokenizer(
+                **arch, state_dict=loaded["state_dict"], huggingface_config_path=config_dir
+            )
     except (KeyError, TypeError) as exc:
-        raise ScorerError(f"{source} is not a detoxify checkpoint (missing {exc}); it must hold "
-                          f"config.arch.args, config.dataset.args.classes and state_dict") from exc
+        raise ScorerError(
+            f"{source} is not a detoxify checkpoint (missing {exc}); it must hold "
+            f"config.arch.args, config.dataset.args.classes and state_dict"
+        ) from exc
     except Exception as exc:
-        hint = "" if config_dir else " (no local config directory was given, so its config was looked up online)"
-        raise ScorerError(f"cannot load detoxify {model!r} from {source}{hint}: {_first_line(exc)} — "
-                          f"{_how_to_fix(model)}") from exc
+        hint = (
+            "" if config_dir else " (no local config directory was given, so its config was looked up online)"
+        )
+        raise ScorerError(
+            f"cannot load detoxify {model!r} from {source}{hint}: {_first_line(exc)} — {_how_to_fix(model)}"
+        ) from exc
     return _Classifier(net, tokenizer, labels, device, max_length)
 
 
@@ -249,8 +297,10 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -291,7 +341,9 @@ class ToxicityScorer:
                 _CACHE[key] = found
         return found
 
-    def score(self, texts: Sequence[str], languages: Sequence[str | None] | None = None) -> list[dict[str, float]]:
+    def score(
+        self, texts: Sequence[str], languages: Sequence[str | None] | None = None
+    ) -> list[dict[str, float]]:
         """Return one ``{label: probability}`` per text, batching texts that share a model.
 
         ``languages`` (ISO 639-1 per text) picks the model under ``auto``; when omitted it is detected.

@@ -29,8 +29,21 @@ _CORPUS = (
 
 #: Detoxify's label set for its ``unbiased`` model: the toxicity labels and the identity labels (bias scores).
 DETOXIFY_LABELS = (
-    "toxicity", "severe_toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit",
-    "male", "female", "homosexual_gay_or_lesbian", "christian", "jewish", "muslim", "black", "white",
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "identity_attack",
+    "insult",
+    "threat",
+    "sexual_explicit",
+    "male",
+    "female",
+    "homosexual_gay_or_lesbian",
+    "christian",
+    "jewish",
+    "muslim",
+    "black",
+    "white",
     "psychiatric_or_mental_illness",
 )
 
@@ -48,7 +61,7 @@ pipeline_tag: text-generation
 # tiny-bloom (random weights)
 
 A two-layer BLOOM with random weights and a locally trained tokenizer, built by `rail.tiny` for offline tests.
-It produces gibberish. It carries the BigScience BLOOM RAIL License v1.0 so that licence detection is exercised.
+It produces gibberish. It carries the BigScience BLOOM RAIL License v1.0 so licence detection is exercised.
 """
 
 
@@ -65,15 +78,32 @@ def build_tiny_bloom(directory: str | Path, *, seed: int = 0) -> Path:
     # Byte-level pieces, as in BLOOM's tokenizer, so any text (any script, emoji) encodes without <unk>.
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     backend.train_from_iterator(_CORPUS, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
-                                        eos_token="</s>", pad_token="<pad>", padding_side="left")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        padding_side="left",
+    )
     tokenizer.save_pretrained(out)
 
-    config = BloomConfig(vocab_size=backend.get_vocab_size(), hidden_size=32, n_layer=2, n_head=4,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    config = BloomConfig(
+        vocab_size=backend.get_vocab_size(),
+        hidden_size=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
     torch.manual_seed(seed)
     model = BloomForCausalLM(config)
     model.save_pretrained(out)
@@ -101,8 +131,15 @@ def build_tiny_detoxify(directory: str | Path, *, seed: int = 0) -> tuple[Path, 
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True).save_pretrained(config_dir)
 
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=len(DETOXIFY_LABELS))
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=len(DETOXIFY_LABELS),
+    )
     config.save_pretrained(config_dir)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
@@ -110,14 +147,23 @@ def build_tiny_detoxify(directory: str | Path, *, seed: int = 0) -> tuple[Path, 
     with torch.no_grad():
         model.classifier.bias.fill_(-3.0)
     checkpoint = out / "tiny-detoxify.ckpt"
-    torch.save({
-        "config": {
-            "arch": {"args": {"model_type": "bert-base-uncased", "model_name": "BertForSequenceClassification",
-                              "tokenizer_name": "BertTokenizer", "num_classes": len(DETOXIFY_LABELS)}},
-            "dataset": {"args": {"classes": list(DETOXIFY_LABELS)}},
+    torch.save(
+        {
+            "config": {
+                "arch": {
+                    "args": {
+                        "model_type": "bert-base-uncased",
+                        "model_name": "BertForSequenceClassification",
+                        "tokenizer_name": "BertTokenizer",
+                        "num_classes": len(DETOXIFY_LABELS),
+                    }
+                },
+                "dataset": {"args": {"classes": list(DETOXIFY_LABELS)}},
+            },
+            "state_dict": model.state_dict(),
         },
-        "state_dict": model.state_dict(),
-    }, checkpoint)
+        checkpoint,
+    )
     return checkpoint, config_dir
 
 
@@ -130,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args[0])
     bloom = build_tiny_bloom(root / "tiny-bloom")
     checkpoint, config_dir = build_tiny_detoxify(root / "tiny-detoxify")
-    print(json.dumps({"model": str(bloom), "detoxify_checkpoint": str(checkpoint),
-                      "detoxify_config": str(config_dir)}, indent=2))
+    print(
+        json.dumps(
+            {"model": str(bloom), "detoxify_checkpoint": str(checkpoint), "detoxify_config": str(config_dir)},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -31,8 +31,9 @@ def test_disclosure_in_the_output_language(language: str) -> None:
 
 
 def test_disclosure_position_wording_and_fallback() -> None:
-    custom = Disclosure(position="prefix", wording={"fr": "Généré par une IA ({model}).", "de": "KI-Text."},
-                        fallback="fr")
+    custom = Disclosure(
+        position="prefix", wording={"fr": "Généré par une IA ({model}).", "de": "KI-Text."}, fallback="fr"
+    )
     assert custom.apply("Salut.", "fr", "m") == "Généré par une IA (m).\n\nSalut."
     assert custom.apply("Hallo.", "de", "m") == "KI-Text.\n\nHallo."
     assert custom.apply("???", None, "m").startswith("Généré par une IA")  # unknown language → fallback
@@ -47,10 +48,17 @@ def test_bad_disclosure_settings(bad: dict) -> None:
 
 
 def _provenance(text: str = "final text") -> Provenance:
-    return Provenance(model="bigscience/bloomz-560m", model_revision="abc123", licence="bigscience-bloom-rail-1.0",
-                      policy_id="bigscience-bloom-rail-1.0", policy_sha256="f" * 64, deployment="helpdesk",
-                      time="2025-01-01T00:00:00Z", output_sha256=sha256_text(text),
-                      params=GenerationParams().to_dict())
+    return Provenance(
+        model="bigscience/bloomz-560m",
+        model_revision="abc123",
+        licence="bigscience-bloom-rail-1.0",
+        policy_id="bigscience-bloom-rail-1.0",
+        policy_sha256="f" * 64,
+        deployment="helpdesk",
+        time="2025-01-01T00:00:00Z",
+        output_sha256=sha256_text(text),
+        params=GenerationParams().to_dict(),
+    )
 
 
 def test_provenance_json_round_trip_names_the_source_type() -> None:
@@ -87,14 +95,17 @@ def test_watermarked_text_is_detected_and_plain_text_is_not(generator: TextGener
     # A random tiny model has a flat next-token distribution, so a strong bias makes the mark reliable.
     settings = WatermarkSettings(bias=8.0)
     params = GenerationParams(max_new_tokens=200, min_new_tokens=200, do_sample=True, seed=3)
-    marked = generator.generate(["The model writes"], params, watermarking_config=settings.to_transformers())[0]
+    marked = generator.generate(["The model writes"], params, watermarking_config=settings.to_transformers())[
+        0
+    ]
     plain = generator.generate(["The model writes"], params)[0]
     hit = detect_watermark(marked.text, generator.tokenizer, generator.model.config, settings)
     miss = detect_watermark(plain.text, generator.tokenizer, generator.model.config, settings)
     assert hit.detected and hit.z_score >= 4 and hit.p_value < 1e-4
     assert not miss.detected and miss.z_score < 4
-    other_key = detect_watermark(marked.text, generator.tokenizer, generator.model.config,
-                                 replace(settings, hashing_key=42))
+    other_key = detect_watermark(
+        marked.text, generator.tokenizer, generator.model.config, replace(settings, hashing_key=42)
+    )
     assert not other_key.detected
 
 
@@ -104,8 +115,9 @@ def test_repeated_text_cannot_fake_a_watermark(generator: TextGenerator) -> None
     assert verdict.threshold == 4.0
 
 
-@pytest.mark.parametrize("bad", [{"greenlist_ratio": 1.5}, {"bias": 0}, {"seeding_scheme": "x"},
-                                 {"context_width": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"greenlist_ratio": 1.5}, {"bias": 0}, {"seeding_scheme": "x"}, {"context_width": 0}]
+)
 def test_bad_watermark_settings(bad: dict) -> None:
     with pytest.raises(ConfigError):
         WatermarkSettings(**bad)

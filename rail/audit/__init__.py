@@ -1,6 +1,6 @@
 """Tamper-evident audit records of every gated request: records, privacy modes, sinks, the log and reports.
 
->>> from rail.audit import AuditLog, verify_log
+>>> from rail.audit import AuditLog, load_key, verify_log
 >>> log = AuditLog("audit.db", signing_key="audit.key", checkpoint_every=1000)   # pass as the gate's sink
 >>> verify_log("audit.db", key=load_key("audit.key.pub")).ok
 True

@@ -100,9 +100,12 @@ def _import(handle, src: Path, tmp: Path, force: bool) -> int:  # type: ignore[n
             raise AuditError(f"{src}:{number}: expected a JSON object")
         return value
 
-    first = handle.readline()
-    header = parse(1, first) if first else {}
-    if header.get("format") != EXPORT_FORMAT or not isinstance(header.get("log_id"), str):
+    try:
+        header = json.loads(handle.readline() or b"{}")
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT \
+            or not isinstance(header.get("log_id"), str):
         raise AuditError(f"{src} is not a rail audit export (first line must carry format {EXPORT_FORMAT!r})")
     log_id = header["log_id"]
     conn = sqlite3.connect(tmp, isolation_level=None)

@@ -167,11 +167,11 @@ class AuditLog:
 
     def _open(self) -> str:
         if self.path.exists() and self.path.stat().st_size > 0:
+            # Check read-only first: switching a foreign database to WAL would already modify it.
+            readonly, _ = open_log_readonly(self.path)
+            readonly.close()
             conn = self._connection()
-            try:
-                meta = _read_meta(conn, self.path)
-            except sqlite3.DatabaseError as exc:
-                raise AuditError(f"{self.path} is not a rail audit log ({exc})") from None
+            meta = _read_meta(conn, self.path)
         else:
             conn = self._connection()
             with self._transaction(conn):

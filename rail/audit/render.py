@@ -17,6 +17,8 @@ __all__ = ["html", "markdown"]
 
 _VERDICT_COLOURS = {"allowed": "#2e7d32", "modified": "#e0a100", "blocked": "#c62828"}
 _STAGE_COLOURS = {"prompt": "#3465a4", "output": "#8f5902"}
+#: Width of full-width charts: the page's content width at 96 px per inch, so text is drawn at 1:1.
+_WIDE_IN = 10.4
 
 
 def _pct(value: float | None) -> str:
@@ -37,21 +39,24 @@ def markdown(report: Mapping[str, Any]) -> str:
     """Return the report as Markdown tables, integrity verdict first."""
     integrity = report["integrity"]
     lines = [f"# Audit report — {report['log']}", "",
-             f"**Integrity: {'INTACT' if integrity['ok'] else 'TAMPERED'}** — {_md_escape(integrity['summary'])}",
+             f"**Integrity: {'INTACT' if integrity['ok'] else 'TAMPERED'}** — "
+             f"{_md_escape(integrity['summary'])}",
              ""]
     for note in integrity["notes"]:
         lines.append(f"- {_md_escape(note)}")
     period = report["period"]
-    lines += ["", f"Period: {period['since'] or period['first'] or '–'} to {period['until'] or period['last'] or '–'}"
-              f" · generated {report['generated']} by rail {report['rail_version']}", ""]
+    start = period["since"] or period["first"] or "–"
+    end = period["until"] or period["last"] or "–"
+    lines += ["", f"Period: {start} to {end} · generated {report['generated']} by rail "
+              f"{report['rail_version']}", ""]
     req = report["requests"]
     lines += ["## Decisions", "", "| verdict | requests |", "|---|---:|"]
     lines += [f"| {v} | {req[v]} |" for v in ("allowed", "modified", "blocked")]
     lines += [f"| **total** | **{req['total']}** |", ""]
 
     timeline = report["timeline"]
-    lines += [f"## Requests per {timeline['bucket']}", "", "| period | allowed | modified | blocked | total |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [f"## Requests per {timeline['bucket']}", "",
+              "| period | allowed | modified | blocked | total |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['period']} | {r['allowed']} | {r['modified']} | {r['blocked']} | {r['total']} |"
               for r in timeline["rows"]]
 
@@ -109,14 +114,14 @@ def _charts(report: Mapping[str, Any]) -> dict[str, str]:
     with matplotlib.rc_context(style):
         rows = report["timeline"]["rows"]
         if rows:
-            fig = Figure(figsize=(7.5, 2.6))
+            fig = Figure(figsize=(_WIDE_IN, 2.8))
             ax = fig.subplots()
             labels = [r["period"] for r in rows]
             bottom = [0] * len(rows)
             for verdict, colour in _VERDICT_COLOURS.items():
                 values = [r[verdict] for r in rows]
                 ax.bar(range(len(rows)), values, bottom=bottom, color=colour, label=verdict, width=0.8)
-                bottom = [b + v for b, v in zip(bottom, values)]
+                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
             step = max(1, len(rows) // 12)
             ax.set_xticks(range(0, len(rows), step), labels[::step], rotation=30, ha="right")
             ax.set_ylabel("requests")
@@ -142,7 +147,7 @@ def _charts(report: Mapping[str, Any]) -> dict[str, str]:
         if labels:
             columns = 4
             nrows = -(-len(labels) // columns)
-            fig = Figure(figsize=(7.5, 1.7 * nrows + 0.4))
+            fig = Figure(figsize=(_WIDE_IN, 1.9 * nrows + 0.5))
             axes = fig.subplots(nrows, columns, squeeze=False, sharex=True)
             edges = [i / tox["bins"] for i in range(tox["bins"])]
             for index, ax in enumerate(axes.flat):
@@ -202,7 +207,6 @@ _TEMPLATE = """<!DOCTYPE html>
   .none { color: var(--bad); font-weight: 600; }
   .clause { color: var(--muted); font-size: 12px; }
   img.chart { max-width: 100%; height: auto; display: block; margin: 4px 0; }
-  img.chart.wide { width: 100%; }
   .notes li { color: var(--muted); }
   .empty { color: var(--muted); font-style: italic; }
   @media print {
@@ -224,35 +228,43 @@ _TEMPLATE = """<!DOCTYPE html>
   <strong>Integrity: {{ "INTACT" if r.integrity.ok else "TAMPERED" }}</strong>
   {{ r.integrity.summary }}
   {% if r.integrity.problems or r.integrity.notes %}<ul>
-  {% for p in r.integrity.problems %}<li>{% if p.seq is not none %}record {{ p.seq }}{% if p.request_id %}
-    (request {{ p.request_id }}){% endif %}: {% endif %}<b>{{ p.kind }}</b> — {{ p.message }}</li>{% endfor %}
+  {% for p in r.integrity.problems %}<li>{% if p.seq is not none %}record {{ p.seq }}
+  {% if p.request_id %}
+    (request {{ p.request_id }}){% endif %}: {% endif %}<b>{{ p.kind }}</b> — {{ p.message }}</li>
+  {% endfor %}
   {% for n in r.integrity.notes %}<li>{{ n }}</li>{% endfor %}
   </ul>{% endif %}
 </section>
 
 <div class="cards">
   <div class="card"><div class="n">{{ r.requests.total }}</div><div class="l">requests</div></div>
-  <div class="card"><div class="n allowed">{{ r.requests.allowed }}</div><div class="l">allowed</div></div>
-  <div class="card"><div class="n modified">{{ r.requests.modified }}</div><div class="l">modified (redacted)</div></div>
+  <div class="card"><div class="n allowed">{{ r.requests.allowed }}</div>
+  <div class="l">allowed</div></div>
+  <div class="card"><div class="n modified">{{ r.requests.modified }}</div>
+  <div class="l">modified (redacted)</div></div>
   <div class="card"><div class="n blocked">{{ r.requests.blocked }}</div>
     <div class="l">blocked ({{ pct(r.requests.blocked_share) }})</div></div>
 </div>
 
 <h2>Requests over time (per {{ r.timeline.bucket }})</h2>
-{% if charts.timeline %}<img class="chart wide" alt="requests per {{ r.timeline.bucket }} by verdict" src="{{ charts.timeline }}">
+{% if charts.timeline %}
+  <img class="chart" alt="requests per {{ r.timeline.bucket }} by verdict" src="{{ charts.timeline }}">
 {% else %}<p class="empty">No requests in this period.</p>{% endif %}
 
 <div class="grid2">
 <div>
 <h2>Blocks by clause</h2>
-{% if charts.blocks_by_clause %}<img class="chart" alt="blocked requests by licence clause" src="{{ charts.blocks_by_clause }}">{% endif %}
+{% if charts.blocks_by_clause %}
+  <img class="chart" alt="blocked requests by licence clause" src="{{ charts.blocks_by_clause }}">
+  {% endif %}
 <table><tr><th>clause</th><th class="n">blocked requests</th></tr>
 {% for k, v in r.blocks_by_clause.items() %}<tr><td>({{ k }})</td><td class="n">{{ v }}</td></tr>
 {% else %}<tr><td colspan="2" class="empty">no blocks</td></tr>{% endfor %}</table>
 </div>
 <div>
 <h2>Blocks by rule</h2>
-{% if charts.blocks_by_rule %}<img class="chart" alt="blocked requests by rule" src="{{ charts.blocks_by_rule }}">{% endif %}
+{% if charts.blocks_by_rule %}
+  <img class="chart" alt="blocked requests by rule" src="{{ charts.blocks_by_rule }}">{% endif %}
 <table><tr><th>rule</th><th class="n">blocked requests</th></tr>
 {% for k, v in r.blocks_by_rule.items() %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>
 {% else %}<tr><td colspan="2" class="empty">no blocks</td></tr>{% endfor %}</table>
@@ -260,35 +272,47 @@ _TEMPLATE = """<!DOCTYPE html>
 </div>
 
 <h2>Toxicity scores (prompts and outputs)</h2>
-{% if charts.toxicity %}<img class="chart wide" alt="toxicity histograms per label" src="{{ charts.toxicity }}">
-<table><tr><th>text</th><th>label</th><th class="n">scored</th><th class="n">mean</th><th class="n">max</th>
+{% if charts.toxicity %}
+  <img class="chart" alt="toxicity histograms per label" src="{{ charts.toxicity }}">
+<table><tr><th>text</th><th>label</th><th class="n">scored</th><th class="n">mean</th>
+  <th class="n">max</th>
   <th class="n">flagged (≥ {{ r.toxicity.flag_at }})</th></tr>
 {% for stage in ("prompt", "output") %}{% for label, s in r.toxicity[stage].items() %}
-<tr><td>{{ stage }}</td><td>{{ label }}</td><td class="n">{{ s.count }}</td><td class="n">{{ "%.3f"|format(s.mean) }}</td>
-  <td class="n">{{ "%.3f"|format(s.max) }}</td><td class="n">{{ s.flagged }} ({{ pct(s.flagged_share) }})</td></tr>
+<tr><td>{{ stage }}</td><td>{{ label }}</td><td class="n">{{ s.count }}</td><td class="n">
+  {{ "%.3f"|format(s.mean) }}</td>
+  <td class="n">{{ "%.3f"|format(s.max) }}</td><td class="n">
+  {{ s.flagged }} ({{ pct(s.flagged_share) }})</td></tr>
 {% endfor %}{% endfor %}</table>
 {% else %}<p class="empty">No toxicity scores were recorded in this period.</p>{% endif %}
 
 <div class="grid2">
 <div>
 <h2>Requests by language</h2>
-{% if charts.languages %}<img class="chart" alt="requests by language" src="{{ charts.languages }}">{% endif %}
+{% if charts.languages %}<img class="chart" alt="requests by language" src="{{ charts.languages }}">
+  {% endif %}
 <table><tr><th>language</th><th class="n">requests</th></tr>
-{% for k, v in r.languages.items() %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>{% endfor %}</table>
+{% for k, v in r.languages.items() %}<tr><td>{{ k }}</td><td class="n">{{ v }}</td></tr>
+  {% endfor %}</table>
 </div>
 <div>
 <h2>Attribution coverage</h2>
 <p>{{ r.attribution.passed_outputs }} output(s) reached users.</p>
 <table><tr><th>attribution</th><th class="n">outputs</th><th class="n">share</th></tr>
-<tr><td>visible disclosure</td><td class="n">{{ r.attribution.with_disclosure }}</td><td class="n">{{ pct(r.attribution.disclosure_share) }}</td></tr>
-<tr><td>provenance record</td><td class="n">{{ r.attribution.with_provenance }}</td><td class="n">{{ pct(r.attribution.provenance_share) }}</td></tr>
-<tr><td>watermark</td><td class="n">{{ r.attribution.with_watermark }}</td><td class="n">{{ pct(r.attribution.watermark_share) }}</td></tr>
+<tr><td>visible disclosure</td><td class="n">{{ r.attribution.with_disclosure }}</td><td class="n">
+  {{ pct(r.attribution.disclosure_share) }}</td></tr>
+<tr><td>provenance record</td><td class="n">{{ r.attribution.with_provenance }}</td><td class="n">
+  {{ pct(r.attribution.provenance_share) }}</td></tr>
+<tr><td>watermark</td><td class="n">{{ r.attribution.with_watermark }}</td><td class="n">
+  {{ pct(r.attribution.watermark_share) }}</td></tr>
 </table>
 <h2>Deployment</h2>
 <table>
-<tr><th>models</th><td>{% for k, v in r.models.items() %}{{ k }} ({{ v }}){% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
-<tr><th>deployments</th><td>{% for k, v in r.deployments.items() %}{{ k }} ({{ v }}){% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
-<tr><th>privacy</th><td>{% for k, v in r.privacy.items() %}{{ k }} ({{ v }}){% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+<tr><th>models</th><td>{% for k, v in r.models.items() %}{{ k }} ({{ v }}){% if not loop.last %},
+  {% endif %}{% endfor %}</td></tr>
+<tr><th>deployments</th><td>{% for k, v in r.deployments.items() %}{{ k }} ({{ v }}){% if not loop.last %},
+  {% endif %}{% endfor %}</td></tr>
+<tr><th>privacy</th><td>{% for k, v in r.privacy.items() %}{{ k }} ({{ v }}){% if not loop.last %},
+  {% endif %}{% endfor %}</td></tr>
 <tr><th>latency p50 / p95</th><td>{{ r.latency_ms.p50 if r.latency_ms.p50 is not none else "–" }} /
   {{ r.latency_ms.p95 if r.latency_ms.p95 is not none else "–" }} ms</td></tr>
 </table>
@@ -297,20 +321,25 @@ _TEMPLATE = """<!DOCTYPE html>
 
 {% for m in r.compliance %}
 <h2>Compliance matrix — policy {{ m.policy_id }}</h2>
-<p class="clause">Licence {{ m.licence }}{% if m.policy_sha256 %} · policy sha256 {{ m.policy_sha256[:16] }}…{% endif %}.
+<p class="clause">Licence {{ m.licence }}{% if m.policy_sha256 %} · policy sha256
+  {{ m.policy_sha256[:16] }}…{% endif %}.
 Each use restriction, the rules that enforce it, and how often each fired / blocked in this period.</p>
-<table><tr><th>clause</th><th>controls (rule: fired / blocked)</th><th class="n">fired</th><th class="n">blocked requests</th></tr>
+<table><tr><th>clause</th><th>controls (rule: fired / blocked)</th><th class="n">fired</th>
+  <th class="n">blocked requests</th></tr>
 {% for row in m.clauses %}
 <tr><td><b>({{ row.clause }})</b> <span class="clause">{{ excerpt(row.text) }}</span></td>
-  <td>{% for c in row.controls %}{{ c.rule }}{% if c.coverage %} <span class="clause">[{{ c.coverage }}]</span>{% endif %}:
-    {{ c.fired }} / {{ c.blocked }}{% if not loop.last %}<br>{% endif %}{% else %}<span class="none">no control</span>{% endfor %}</td>
+  <td>{% for c in row.controls %}{{ c.rule }}{% if c.coverage %} <span class="clause">[
+  {{ c.coverage }}]</span>{% endif %}:
+    {{ c.fired }} / {{ c.blocked }}{% if not loop.last %}<br>{% endif %}{% else %}
+  <span class="none">no control</span>{% endfor %}</td>
   <td class="n">{{ row.fired }}</td><td class="n">{{ row.blocks }}</td></tr>
 {% endfor %}</table>
 {% else %}
 <h2>Compliance matrix</h2><p class="empty">No policy recorded in this period.</p>
 {% endfor %}
 
-{% if r.notes %}<h2>Notes</h2><ul class="notes">{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+{% if r.notes %}<h2>Notes</h2><ul class="notes">{% for n in r.notes %}<li>{{ n }}</li>{% endfor %}</ul>
+  {% endif %}
 </body>
 </html>
 """

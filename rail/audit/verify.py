@@ -158,7 +158,9 @@ def _verify(conn: sqlite3.Connection, meta: dict[str, str], path: Path, external
     stored = []
     for (data,) in conn.execute("SELECT data FROM checkpoints ORDER BY id"):
         stored.append(Checkpoint.from_dict(json.loads(data), source=f"{path} checkpoint"))
-    checkpoints = [("checkpoint file", cp) for cp in external] + [("stored checkpoint", cp) for cp in stored]
+    # Smallest first, so the first mismatch reported is the one closest to where the history was changed.
+    labelled = [("checkpoint file", cp) for cp in external] + [("stored checkpoint", cp) for cp in stored]
+    checkpoints = sorted(labelled, key=lambda item: item[1].size)
     wanted = {cp.size for _, cp in checkpoints}
     heads: dict[int, bytes] = {}
     problems: list[Problem] = []

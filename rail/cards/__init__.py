@@ -1,4 +1,4 @@
-"""Model cards as structured YAML: schema, loading, rendering (Markdown, HTML, EU form), linting, import, eval merge."""
+"""Model cards as structured YAML: validate, render (Markdown, HTML, EU form), lint, import, merge evals."""
 
 from rail.cards.card import (
     CardData,
@@ -21,8 +21,8 @@ __all__ = [
     "FRAMEWORKS",
     "CardData",
     "FilledField",
-    "Format",
     "FormField",
+    "Format",
     "ImportResult",
     "LintItem",
     "LintReport",

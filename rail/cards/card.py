@@ -17,8 +17,10 @@ from rail.yamlio import YamlDocument, format_path, load_schema, load_yaml, load_
 
 SCHEMA_NAME = "card.schema.json"
 
-_EMPTY_TEXT_HINT = ("write the text, or remove the key; a `|` block whose lines are not indented deeper than "
-                    "its key parses to empty text, so indent the block under the key")
+_EMPTY_TEXT_HINT = (
+    "write the text, or remove the key; a `|` block whose lines are not indented deeper than "
+    "its key parses to empty text, so indent the block under the key"
+)
 
 
 @cache
@@ -70,12 +72,25 @@ class CardData:
 def card_problems(doc: YamlDocument) -> list[ConfigError]:
     """Return every problem of the parsed card ``doc``: schema violations and empty texts, ordered by line."""
     if not isinstance(doc.data, Mapping):
-        return [ConfigError("a card must be a YAML mapping with at least `metadata` and `title`",
-                            source=doc.source, line=1, hint="see docs/cards.md for the layout")]
+        return [
+            ConfigError(
+                "a card must be a YAML mapping with at least `metadata` and `title`",
+                source=doc.source,
+                line=1,
+                hint="see docs/cards.md for the layout",
+            )
+        ]
     problems = schema_problems(doc, card_schema())
     for path in _empty_strings(doc.data, ()):
-        problems.append(ConfigError("empty text", source=doc.source, path=format_path(path),
-                                    line=doc.line_of(path), hint=_EMPTY_TEXT_HINT))
+        problems.append(
+            ConfigError(
+                "empty text",
+                source=doc.source,
+                path=format_path(path),
+                line=doc.line_of(path),
+                hint=_EMPTY_TEXT_HINT,
+            )
+        )
     problems.sort(key=lambda e: (e.line or 0, e.path or ""))
     return problems
 
@@ -88,8 +103,11 @@ def card_from_document(doc: YamlDocument) -> CardData:
     if problems:
         listing = "; ".join(str(p) for p in problems[:20])
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        raise ConfigError(f"{len(problems)} problems in this card: {listing}{more}", source=doc.source,
-                          line=problems[0].line)
+        raise ConfigError(
+            f"{len(problems)} problems in this card: {listing}{more}",
+            source=doc.source,
+            line=problems[0].line,
+        )
     return CardData(doc.data, doc.source, doc.lines)
 
 
@@ -139,9 +157,15 @@ _CardDumper.add_representer(str, _represent_str)
 
 
 def dump_card(data: Mapping[str, Any]) -> str:
-    """Return card ``data`` as YAML text, keys in their given order (``no`` and dates quoted so they stay strings)."""
-    return yaml.dump(_plain(data), Dumper=_CardDumper, sort_keys=False, allow_unicode=True, width=120,
-                     default_flow_style=False)
+    """Return card ``data`` as YAML text in its key order (``no`` and dates quoted so they stay strings)."""
+    return yaml.dump(
+        _plain(data),
+        Dumper=_CardDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=120,
+        default_flow_style=False,
+    )
 
 
 def _plain(node: Any) -> Any:
@@ -153,7 +177,7 @@ def _plain(node: Any) -> Any:
 
 
 def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so a failure leaves ``path`` as it was."""
+    """Write ``text`` to ``path`` via a temporary file beside it; a failure leaves ``path`` as it was."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():

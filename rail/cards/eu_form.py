@@ -2,8 +2,8 @@
 
 Each field takes the card's ``eu.<key>`` value when given, otherwise what the card body already says
 (release date, architecture, parameter count, licence …). Fields with neither are listed as not provided.
-Audience flags: AIO (AI Office), NCA (national competent authorities), DP (downstream providers); rail marks DP
-on the items Annex XII requires providers to give downstream providers.
+Audience flags: AIO (AI Office), NCA (national competent authorities), DP (downstream providers);
+rail marks DP on the items Annex XII requires providers to give downstream providers.
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ ALL = ("AIO", "NCA", "DP")
 AUTHORITIES = ("AIO", "NCA")
 
 # Parameter-count buckets of the form's "total model size" item, upper bounds exclusive.
-SIZE_BUCKETS = ((500e6, "1–500M"), (5e9, "500M–5B"), (15e9, "5–15B"), (50e9, "15–50B"), (100e9, "50–100B"),
-                (500e9, "100–500B"), (1e12, "500B–1T"))
+SIZE_BUCKETS = (
+    (500e6, "1–500M"),
+    (5e9, "500M–5B"),
+    (15e9, "5–15B"),
+    (50e9, "15–50B"),
+    (100e9, "50–100B"),
+    (500e9, "100–500B"),
+    (1e12, "500B–1T"),
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ def _first(*getters: Callable[[CardData], Any]) -> Callable[[CardData], Any]:
             if value is not None and not is_placeholder(value):
                 return value
         return None
+
     return pick
 
 
@@ -98,19 +106,43 @@ FIELDS: tuple[FormField, ...] = (
     FormField("model_name", S1, "Model name", ALL, _first(_at("metadata", "model_name"), _at("title"))),
     FormField("model_family", S1, "Model family", ALL),
     FormField("versioned_name", S1, "Versioned model name", ALL, _at("model_details", "version")),
-    FormField("model_authenticity", S1, "Model authenticity (e.g. secure hash of the distributed weights)",
-              AUTHORITIES),
+    FormField(
+        "model_authenticity",
+        S1,
+        "Model authenticity (e.g. secure hash of the distributed weights)",
+        AUTHORITIES,
+    ),
     FormField("release_date", S1, "Release date", ALL, _at("model_details", "release_date")),
     FormField("union_release_date", S1, "Union market release date", ALL),
-    FormField("dependencies", S1, "Model dependencies (base models, or N/A)", ALL,
-              _first(_at("metadata", "base_model"), _at("model_details", "finetuned_from"))),
-    FormField("architecture", S2, "Architecture (about 20 words)", ALL,
-              _first(_at("technical_specifications", "architecture"), _at("training_procedure", "model"))),
-    FormField("design_specifications", S2, "Design specifications (about 100 words)", ALL,
-              _at("technical_specifications", "objective")),
+    FormField(
+        "dependencies",
+        S1,
+        "Model dependencies (base models, or N/A)",
+        ALL,
+        _first(_at("metadata", "base_model"), _at("model_details", "finetuned_from")),
+    ),
+    FormField(
+        "architecture",
+        S2,
+        "Architecture (about 20 words)",
+        ALL,
+        _first(_at("technical_specifications", "architecture"), _at("training_procedure", "model")),
+    ),
+    FormField(
+        "design_specifications",
+        S2,
+        "Design specifications (about 100 words)",
+        ALL,
+        _at("technical_specifications", "objective"),
+    ),
     FormField("input_modalities", S2, "Input modalities", ALL),
-    FormField("max_input_size", S2, "Maximum input size", ALL,
-              _at("technical_specifications", "parameters", "sequence_length")),
+    FormField(
+        "max_input_size",
+        S2,
+        "Maximum input size",
+        ALL,
+        _at("technical_specifications", "parameters", "sequence_length"),
+    ),
     FormField("output_modalities", S2, "Output modalities", ALL),
     FormField("max_output_size", S2, "Maximum output size", ALL),
     FormField("model_size", S2, "Total model size", ALL, _model_size),
@@ -120,39 +152,76 @@ FIELDS: tuple[FormField, ...] = (
     FormField("licence_category", S3, "Licence category", ALL),
     FormField("additional_assets", S3, "Additional assets and their licences", ALL),
     FormField("acceptable_use_policy", S4, "Acceptable use policy", ALL, _acceptable_use),
-    FormField("intended_uses", S4, "Intended uses", ALL,
-              _first(_at("uses", "intended_use"), _at("uses", "direct_use"))),
-    FormField("ai_system_types", S4, "Type and nature of AI systems it can be integrated in", ALL,
-              _at("uses", "downstream_use")),
+    FormField(
+        "intended_uses",
+        S4,
+        "Intended uses",
+        ALL,
+        _first(_at("uses", "intended_use"), _at("uses", "direct_use")),
+    ),
+    FormField(
+        "ai_system_types",
+        S4,
+        "Type and nature of AI systems it can be integrated in",
+        ALL,
+        _at("uses", "downstream_use"),
+    ),
     FormField("integration_means", S4, "Technical means for integration", ALL, _at("how_to_use")),
     FormField("required_hardware", S4, "Required hardware", ALL),
     FormField("required_software", S4, "Required software", ALL),
-    FormField("training_design", S5, "Design specifications of the training process", AUTHORITIES,
-              _first(_at("training_procedure"), _at("technical_specifications", "training"))),
+    FormField(
+        "training_design",
+        S5,
+        "Design specifications of the training process",
+        AUTHORITIES,
+        _first(_at("training_procedure"), _at("technical_specifications", "training")),
+    ),
     FormField("training_rationale", S5, "Decision rationale", AUTHORITIES),
     FormField("data_modalities", S6, "Data type / modality", ALL),
-    FormField("data_provenance", S6, "Provenance (web crawl, third-party, user data, public datasets, synthetic, "
-              "other)", ALL, _first(_at("training_data", "datasets"), _at("training_data", "overview"))),
+    FormField(
+        "data_provenance",
+        S6,
+        "Provenance (web crawl, third-party, user data, public datasets, synthetic, other)",
+        ALL,
+        _first(_at("training_data", "datasets"), _at("training_data", "overview")),
+    ),
     FormField("data_acquisition", S6, "How the data was obtained and selected", AUTHORITIES),
     FormField("data_points", S6, "Number of data points", AUTHORITIES),
-    FormField("data_scope", S6, "Scope and main characteristics", AUTHORITIES,
-              _first(_at("training_data", "overview", "items"), _at("training_data", "languages", "text"))),
+    FormField(
+        "data_scope",
+        S6,
+        "Scope and main characteristics",
+        AUTHORITIES,
+        _first(_at("training_data", "overview", "items"), _at("training_data", "languages", "text")),
+    ),
     FormField("data_curation", S6, "Curation methodologies", ALL, _at("training_data", "preprocessing")),
     FormField("unsuitable_sources_measures", S6, "Measures to detect unsuitable data sources", AUTHORITIES),
     FormField("bias_measures", S6, "Measures to detect identifiable biases", AUTHORITIES),
-    FormField("training_time", S7, "Training time", AUTHORITIES,
-              _first(_at("technical_specifications", "training", "dates"), _at("environmental_impact", "hours_used"))),
+    FormField(
+        "training_time",
+        S7,
+        "Training time",
+        AUTHORITIES,
+        _first(
+            _at("technical_specifications", "training", "dates"), _at("environmental_impact", "hours_used")
+        ),
+    ),
     FormField("training_compute", S7, "Amount of computation used for training", AUTHORITIES),
     FormField("compute_methodology", S7, "Measurement methodology (computation)", AUTHORITIES),
-    FormField("training_energy", S8, "Energy used for training", AUTHORITIES,
-              _at("environmental_impact", "electricity_used")),
+    FormField(
+        "training_energy",
+        S8,
+        "Energy used for training",
+        AUTHORITIES,
+        _at("environmental_impact", "electricity_used"),
+    ),
     FormField("energy_methodology", S8, "Measurement methodology (energy)", AUTHORITIES),
     FormField("inference_compute", S8, "Benchmarked computation used for inference", AUTHORITIES),
 )
 
 
 def fill_form(card: CardData) -> tuple[FilledField, ...]:
-    """Answer every form item from ``card``: its ``eu`` value, else what the body says, else None (missing)."""
+    """Answer every form item from ``card``: its ``eu`` value, else what the body says, else None."""
     eu = card.data.get("eu") or {}
     filled = []
     for item in FIELDS:

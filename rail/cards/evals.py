@@ -1,4 +1,4 @@
-"""Merge evaluation results into a card's ``model-index``, from a JSON results file (``eval-results.schema.json``)."""
+"""Merge evaluation results from a JSON file (``eval-results.schema.json``) into a card's ``model-index``."""
 
 from __future__ import annotations
 
@@ -26,8 +26,12 @@ def load_results(path: str | Path) -> dict[str, Any]:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc.msg}", source=str(p), line=exc.lineno,
-                          hint="check the brackets and commas on that line") from None
+        raise ConfigError(
+            f"not valid JSON: {exc.msg}",
+            source=str(p),
+            line=exc.lineno,
+            hint="check the brackets and commas on that line",
+        ) from None
     # JSON is YAML; reading it through rail's YAML loader gives the line of every key for error messages.
     doc = load_yaml_text(text, str(p))
     validate(doc, load_schema(RESULTS_SCHEMA), "evaluation results file")
@@ -36,15 +40,23 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 def _key(result: dict[str, Any]) -> tuple[Any, ...]:
     task, dataset = result["task"], result["dataset"]
-    return (task["type"], task.get("name"), dataset["type"], dataset["name"], dataset.get("config"),
-            dataset.get("split"), dataset.get("revision"))
+    return (
+        task["type"],
+        task.get("name"),
+        dataset["type"],
+        dataset["name"],
+        dataset.get("config"),
+        dataset.get("split"),
+        dataset.get("revision"),
+    )
 
 
 def merge_results(card: CardData, results: dict[str, Any]) -> CardData:
     """Return ``card`` with ``results`` merged into its model-index.
 
-    A metric with the same type (and name) for the same task and dataset is replaced; new metrics, datasets and
-    tasks are added after the existing ones. The entry is named ``results["model_name"]`` or the card's title.
+    A metric with the same type (and name) for the same task and dataset is replaced; new metrics,
+    datasets and tasks are added after the existing ones. The entry is ``results["model_name"]``, else the
+    card's first model-index entry, else its title.
     """
     data = copy.deepcopy(dict(card.data))
     metadata = data["metadata"]
@@ -61,8 +73,11 @@ def merge_results(card: CardData, results: dict[str, Any]) -> CardData:
             entry["results"].append(incoming)
             continue
         for metric in incoming["metrics"]:
-            same = [i for i, m in enumerate(existing["metrics"])
-                    if (m["type"], m.get("name")) == (metric["type"], metric.get("name"))]
+            same = [
+                i
+                for i, m in enumerate(existing["metrics"])
+                if (m["type"], m.get("name")) == (metric["type"], metric.get("name"))
+            ]
             if same:
                 existing["metrics"][same[0]] = metric
             else:
@@ -73,8 +88,11 @@ def merge_results(card: CardData, results: dict[str, Any]) -> CardData:
 
 
 def _to_model_index(result: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"task": dict(result["task"]), "dataset": dict(result["dataset"]),
-                           "metrics": [dict(m) for m in result["metrics"]]}
+    out: dict[str, Any] = {
+        "task": dict(result["task"]),
+        "dataset": dict(result["dataset"]),
+        "metrics": [dict(m) for m in result["metrics"]],
+    }
     if "source" in result:
         out["source"] = dict(result["source"])
     return out

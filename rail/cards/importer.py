@@ -1,8 +1,8 @@
 """Turn an existing Hugging Face model card (front matter + Markdown) into card YAML data.
 
-Known headings (and the variants the BLOOM cards use) map to schema sections; anything else is kept as a custom
-section under ``extra``; Markdown tables become rows of mappings; order is kept. Parsing is line by line with
-no backtracking regular expressions, so its cost grows linearly with the input.
+Known headings (and the variants the BLOOM cards use) map to schema sections; anything else is kept as a
+custom section under ``extra``; Markdown tables become rows of mappings; order is kept. Parsing is line by
+line with no backtracking regular expressions, so its cost grows linearly with the input.
 """
 
 from __future__ import annotations
@@ -19,35 +19,88 @@ from rail.yamlio import load_yaml_text
 MAX_IMPORT_BYTES = 4 * 1024 * 1024
 
 _TOP = {
-    "model summary": "summary", "summary": "summary", "model details": "model_details",
-    "model description": "model_details", "uses": "uses", "use": "uses", "intended users": "intended_users",
-    "bias, risks, and limitations": "bias_risks_limitations", "bias, risks and limitations": "bias_risks_limitations",
-    "risks and limitations": "bias_risks_limitations", "limitations": "bias_risks_limitations",
-    "recommendations": "recommendations", "training data": "training_data", "training": "training_procedure",
-    "training details": "training_procedure", "training procedure": "training_procedure", "evaluation": "evaluation",
-    "environmental impact": "environmental_impact", "technical specifications": "technical_specifications",
-    "how to use": "how_to_use", "how to get started with the model": "how_to_use", "citation": "citation",
-    "glossary and calculations": "glossary", "glossary": "glossary", "more information": "more_information",
-    "model card authors": "authors", "model card contact": "contact", "table of contents": "",
+    "model summary": "summary",
+    "summary": "summary",
+    "model details": "model_details",
+    "model description": "model_details",
+    "uses": "uses",
+    "use": "uses",
+    "intended users": "intended_users",
+    "bias, risks, and limitations": "bias_risks_limitations",
+    "bias, risks and limitations": "bias_risks_limitations",
+    "risks and limitations": "bias_risks_limitations",
+    "limitations": "bias_risks_limitations",
+    "recommendations": "recommendations",
+    "training data": "training_data",
+    "training": "training_procedure",
+    "training details": "training_procedure",
+    "training procedure": "training_procedure",
+    "evaluation": "evaluation",
+    "environmental impact": "environmental_impact",
+    "technical specifications": "technical_specifications",
+    "how to use": "how_to_use",
+    "how to get started with the model": "how_to_use",
+    "citation": "citation",
+    "glossary and calculations": "glossary",
+    "glossary": "glossary",
+    "more information": "more_information",
+    "model card authors": "authors",
+    "model card contact": "contact",
+    "table of contents": "",
 }
 _SUB = {
-    "uses": {"intended use": "intended_use", "direct use": "direct_use", "downstream use": "downstream_use",
-             "out-of-scope uses": "out_of_scope_use", "out-of-scope use": "out_of_scope_use", "misuse": "misuse",
-             "misuse and out-of-scope use": "licence_note"},
-    "intended_users": {"direct users": "direct_users", "indirect users": "indirect_users",
-                       "others affected (parties prenantes)": "others_affected", "others affected": "others_affected"},
-    "training_procedure": {"model": "model", "hardware": "hardware", "software": "software",
-                           "training hyperparameters": "hyperparameters"},
-    "evaluation": {"metrics": "metrics", "factors": "factors", "results": "results", "testing data": "testing_data"},
-    "technical_specifications": {"training": "training", "tokenization": "tokenization",
-                                 "model architecture": "architecture", "compute infrastructure":
-                                 "compute_infrastructure"},
+    "uses": {
+        "intended use": "intended_use",
+        "direct use": "direct_use",
+        "downstream use": "downstream_use",
+        "out-of-scope uses": "out_of_scope_use",
+        "out-of-scope use": "out_of_scope_use",
+        "misuse": "misuse",
+        "misuse and out-of-scope use": "licence_note",
+    },
+    "intended_users": {
+        "direct users": "direct_users",
+        "indirect users": "indirect_users",
+        "others affected (parties prenantes)": "others_affected",
+        "others affected": "others_affected",
+    },
+    "training_procedure": {
+        "model": "model",
+        "hardware": "hardware",
+        "software": "software",
+        "training hyperparameters": "hyperparameters",
+    },
+    "evaluation": {
+        "metrics": "metrics",
+        "factors": "factors",
+        "results": "results",
+        "testing data": "testing_data",
+    },
+    "technical_specifications": {
+        "training": "training",
+        "tokenization": "tokenization",
+        "model architecture": "architecture",
+        "compute infrastructure": "compute_infrastructure",
+    },
     "model_details": {"model description": ""},
 }
-_FACTS = {"developed by": "developed_by", "shared by": "shared_by", "model type": "model_type", "version": "version",
-          "languages": "languages", "language(s)": "languages", "license": "license", "release date": "release_date",
-          "release date estimate": "release_date", "funded by": "funded_by", "finetuned from model": "finetuned_from",
-          "repository": "repository", "paper": "paper", "demo": "demo", "point of contact": "point_of_contact"}
+_FACTS = {
+    "developed by": "developed_by",
+    "shared by": "shared_by",
+    "model type": "model_type",
+    "version": "version",
+    "languages": "languages",
+    "language(s)": "languages",
+    "license": "license",
+    "release date": "release_date",
+    "release date estimate": "release_date",
+    "funded by": "funded_by",
+    "finetuned from model": "finetuned_from",
+    "repository": "repository",
+    "paper": "paper",
+    "demo": "demo",
+    "point of contact": "point_of_contact",
+}
 _BULLETS = ("- ", "* ", "+ ")
 
 
@@ -79,16 +132,20 @@ def import_card_file(path: str | Path) -> ImportResult:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=str(p), hint="save it as UTF-8") from None
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start})", source=str(p), hint="save it as UTF-8"
+        ) from None
     return import_card_text(text, str(p))
 
 
-def split_front_matter(text: str, source: str = "<card>") -> tuple[Mapping[str, Any] | None, list[str], list[str]]:
+def split_front_matter(
+    text: str, source: str = "<card>"
+) -> tuple[Mapping[str, Any] | None, list[str], list[str]]:
     """Split a README into (metadata, body lines, warnings), scanning lines once.
 
     Front matter is a ``---`` line and the next ``---`` line. Text before the opening ``---`` (a page copied
-    from a browser) is dropped with a warning; a Hub page's ``metadata`` block (the front matter shown indented
-    under a line ``metadata``) is read too.
+    from a browser) is dropped with a warning; a Hub page's ``metadata`` block (the front matter shown under
+    a line ``metadata``) is read too.
     """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_IMPORT_BYTES:
         raise ConfigError(f"file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB", source=source)
@@ -98,12 +155,16 @@ def split_front_matter(text: str, source: str = "<card>") -> tuple[Mapping[str, 
     if start is not None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() in ("---", "...")), None)
         if end is None:
-            raise ConfigError("front matter is not closed", source=source, line=start + 1,
-                              hint="end the YAML front matter with a line '---'")
+            raise ConfigError(
+                "front matter is not closed",
+                source=source,
+                line=start + 1,
+                hint="end the YAML front matter with a line '---'",
+            )
         if any(line.strip() for line in lines[:start]):
             warnings.append(f"dropped {start} line(s) before the front matter (page text around the card?)")
-        meta = _parse_metadata("\n".join(lines[start + 1:end]), source, start + 1)
-        return meta, lines[end + 1:], warnings
+        meta = _parse_metadata("\n".join(lines[start + 1 : end]), source, start + 1)
+        return meta, lines[end + 1 :], warnings
     at = next((i for i, line in enumerate(lines[:40]) if line.strip() == "metadata"), None)
     if at is not None and at + 1 < len(lines) and lines[at + 1].strip().endswith(":"):
         end = at + 1
@@ -111,7 +172,7 @@ def split_front_matter(text: str, source: str = "<card>") -> tuple[Mapping[str, 
             end += 1
         if any(line.strip() for line in lines[:at]):
             warnings.append(f"dropped {at} line(s) before the metadata block (page text around the card?)")
-        return _parse_metadata("\n".join(lines[at + 1:end]), source, at + 1), lines[end:], warnings
+        return _parse_metadata("\n".join(lines[at + 1 : end]), source, at + 1), lines[end:], warnings
     warnings.append("no front matter found: the card has no metadata to keep")
     return None, lines, warnings
 
@@ -120,8 +181,12 @@ def _parse_metadata(block: str, source: str, offset: int) -> Mapping[str, Any]:
     try:
         meta = load_yaml_text(block, source).data
     except ConfigError as exc:
-        raise ConfigError(f"front matter: {exc.detail}", source=source,
-                          line=(exc.line + offset) if exc.line else offset, hint=exc.hint) from None
+        raise ConfigError(
+            f"front matter: {exc.detail}",
+            source=source,
+            line=(exc.line + offset) if exc.line else offset,
+            hint=exc.hint,
+        ) from None
     if meta is not None and not isinstance(meta, Mapping):
         raise ConfigError("front matter must be a YAML mapping", source=source, line=offset)
     return meta or {}
@@ -144,7 +209,7 @@ def import_card_text(text: str, source: str = "<card>") -> ImportResult:
 
 
 def _ordered(data: dict[str, Any]) -> dict[str, Any]:
-    """Put the title block first and ``extra`` in its place after the sections it came between (kept as read)."""
+    """Put the title block first, then everything else in the order it was read."""
     front = ("metadata", "title", "subtitle", "card_version", "card_date", "notices")
     out = {k: data[k] for k in front if k in data}
     out.update((k, v) for k, v in data.items() if k not in out)
@@ -178,8 +243,10 @@ def _clean_title(title: str) -> str:
 def _outline(lines: list[str]) -> _Node:
     # A Markdown README has ATX headings; a page copied from a browser has plain lines where headings were
     # (and "# comment" lines of unfenced code), so there only known section titles count as headings.
-    structured = any(found is not None and _known(found[1])
-                     for found in (_heading(line, True) for line in lines if line.startswith("#")))
+    structured = any(
+        found is not None and _known(found[1])
+        for found in (_heading(line, True) for line in lines if line.startswith("#"))
+    )
     root = _Node("", 0)
     stack = [root]
     fence = False
@@ -218,7 +285,7 @@ def _preamble(root: _Node, data: dict[str, Any]) -> str | None:
         elif stripped.startswith("<"):
             continue
         elif plain.startswith("Version ") and "/" in plain and "card_version" not in data:
-            version, _, date = plain[len("Version "):].partition("/")
+            version, _, date = plain[len("Version ") :].partition("/")
             data["card_version"], data["card_date"] = version.strip(), date.strip()
         elif plain.upper().startswith("WARNING"):
             data.setdefault("notices", []).append(plain.split(":", 1)[-1].strip())
@@ -262,8 +329,12 @@ def _place(node: _Node, data: dict[str, Any], warnings: list[str]) -> None:
     section: dict[str, Any] = {}
     subs = _SUB.get(key, {})
     intro = _Node("", node.level, node.lines)
-    special = {"model_details": _model_details, "citation": _citation, "glossary": _glossary,
-               "authors": _authors}.get(key)
+    special = {
+        "model_details": _model_details,
+        "citation": _citation,
+        "glossary": _glossary,
+        "authors": _authors,
+    }.get(key)
     if special is not None:
         special(intro, section)
     else:
@@ -277,8 +348,13 @@ def _place(node: _Node, data: dict[str, Any], warnings: list[str]) -> None:
         _place(child, data, warnings)
 
 
-def _children(children: list[_Node], section: dict[str, Any], subs: Mapping[str, str], props: Mapping[str, Any],
-              data: dict[str, Any]) -> list[_Node]:
+def _children(
+    children: list[_Node],
+    section: dict[str, Any],
+    subs: Mapping[str, str],
+    props: Mapping[str, Any],
+    data: dict[str, Any],
+) -> list[_Node]:
     """Map sub-headings to the section's keys, looking through headings that only group them.
 
     Returns the sub-headings that name a top-level section the card does not have yet (the BLOOM cards put
@@ -306,6 +382,7 @@ def _children(children: list[_Node], section: dict[str, Any], subs: Mapping[str,
             continue
         _keep(child, section)
     return later
+
 
 def _keep(node: _Node, section: dict[str, Any]) -> None:
     content = _content(node)
@@ -408,7 +485,7 @@ def _text_only(node: _Node) -> str | None:
 
 
 def _parts(lines: list[str]) -> list[tuple[str, Any]]:
-    """Split Markdown lines into ("text", str), ("items", list), ("table", rows), ("code", block), in order."""
+    """Split Markdown lines into ("text" | "items" | "table" | "code", value) parts, in order."""
     parts: list[tuple[str, Any]] = []
     para: list[str] = []
     i = 0
@@ -429,7 +506,7 @@ def _parts(lines: list[str]) -> list[tuple[str, Any]]:
             j = i + 1
             while j < len(lines) and not lines[j].strip().startswith("```"):
                 j += 1
-            code = {"source": "\n".join(lines[i + 1:j]) or " "}
+            code = {"source": "\n".join(lines[i + 1 : j]) or " "}
             if language:
                 code = {"language": language, **code}
             parts.append(("code", code))
@@ -511,8 +588,11 @@ def _table(lines: list[str]) -> dict[str, Any] | None:
     header = _cells(lines[0])
     body = [_cells(line) for line in lines[2:]]
     # Side-by-side tables use a blank column as a gutter; it holds no data.
-    gutter = {i for i, title in enumerate(header)
-              if not title and all(i >= len(cells) or not cells[i] for cells in body)}
+    gutter = {
+        i
+        for i, title in enumerate(header)
+        if not title and all(i >= len(cells) or not cells[i] for cells in body)
+    }
     header = [title for i, title in enumerate(header) if i not in gutter]
     body = [[cell for i, cell in enumerate(cells) if i not in gutter] for cells in body]
     keys: list[str] = []
@@ -521,8 +601,10 @@ def _table(lines: list[str]) -> dict[str, Any] | None:
         while key in keys:
             key = f"{key}_{index + 1}"
         keys.append(key)
-    rows = [{key: (cells[i] if i < len(cells) and cells[i] != "" else None) for i, key in enumerate(keys)}
-            for cells in body]
+    rows = [
+        {key: (cells[i] if i < len(cells) and cells[i] != "" else None) for i, key in enumerate(keys)}
+        for cells in body
+    ]
     return {"columns": {key: title or key for key, title in zip(keys, header, strict=True)}, "rows": rows}
 
 
@@ -570,7 +652,9 @@ def _model_details(node: _Node, section: dict[str, Any]) -> None:
         elif kind == "text" and "description" not in section:
             section["description"] = value
         else:
-            section.setdefault("extra", {})[f"Details {len(section.get('extra', {})) + 1}"] = _prose([(kind, value)])
+            section.setdefault("extra", {})[f"Details {len(section.get('extra', {})) + 1}"] = _prose(
+                [(kind, value)]
+            )
 
 
 def _citation(node: _Node, section: dict[str, Any]) -> None:
@@ -580,7 +664,9 @@ def _citation(node: _Node, section: dict[str, Any]) -> None:
         elif kind == "text" and "text" not in section:
             section["text"] = value
         else:
-            section.setdefault("extra", {})[f"Citation {len(section.get('extra', {})) + 1}"] = _prose([(kind, value)])
+            section.setdefault("extra", {})[f"Citation {len(section.get('extra', {})) + 1}"] = _prose(
+                [(kind, value)]
+            )
 
 
 def _glossary(node: _Node, section: dict[str, Any]) -> None:
@@ -591,7 +677,9 @@ def _glossary(node: _Node, section: dict[str, Any]) -> None:
         elif kind == "text" and "text" not in section:
             section["text"] = value
         else:
-            section.setdefault("extra", {})[f"Glossary {len(section.get('extra', {})) + 1}"] = _prose([(kind, value)])
+            section.setdefault("extra", {})[f"Glossary {len(section.get('extra', {})) + 1}"] = _prose(
+                [(kind, value)]
+            )
 
 
 def _terms(items: list[Any]) -> list[dict[str, str]] | None:
@@ -601,7 +689,7 @@ def _terms(items: list[Any]) -> list[dict[str, str]] | None:
             return None
         text, anchor = item, None
         if text.startswith('<a name="'):
-            anchor, _, text = text[len('<a name="'):].partition('">')
+            anchor, _, text = text[len('<a name="') :].partition('">')
             text = text.replace("</a>", "", 1)
         label, sep, definition = text.partition(":**")
         if not sep or not label.startswith("**") or not definition.strip():
@@ -614,11 +702,14 @@ def _terms(items: list[Any]) -> list[dict[str, str]] | None:
 
 
 def _authors(node: _Node, section: dict[str, Any]) -> None:
-    parts = _parts(node.lines)
-    for kind, value in parts:
-        if kind == "text" and value.count(",") >= 2 and "names" not in section and "\n" not in value:
-            section["names"] = [name.strip() for name in value.split(",") if name.strip()]
-        elif kind == "text" and "text" not in section:
-            section["text"] = value
-        else:
-            section.setdefault("extra", {})[f"Authors {len(section.get('extra', {})) + 1}"] = _prose([(kind, value)])
+    for kind, value in _parts(node.lines):
+        if kind != "text":
+            section.setdefault("extra", {})[f"Authors {len(section.get('extra', {})) + 1}"] = _prose(
+                [(kind, value)]
+            )
+            continue
+        for line in value.splitlines():
+            if line.count(",") >= 2 and "names" not in section:
+                section["names"] = [name.strip() for name in line.split(",") if name.strip()]
+            else:
+                section["text"] = (section.get("text", "") + "\n" + line).strip()

@@ -1,4 +1,4 @@
-"""How complete a card is, against the Hugging Face card template, Mitchell et al.'s nine sections and the EU form."""
+"""How complete a card is: Hugging Face template sections, Mitchell et al.'s nine sections, the EU form."""
 
 from __future__ import annotations
 
@@ -20,12 +20,20 @@ HF_TEMPLATE: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("How to Get Started with the Model", (("how_to_use",),)),
     ("Training Data", (("training_data",),)),
     ("Training Procedure", (("training_procedure",), ("technical_specifications", "training"))),
-    ("Evaluation: Testing Data, Factors & Metrics",
-     (("evaluation", "testing_data"), ("evaluation", "factors"), ("evaluation", "metrics"))),
+    (
+        "Evaluation: Testing Data, Factors & Metrics",
+        (("evaluation", "testing_data"), ("evaluation", "factors"), ("evaluation", "metrics")),
+    ),
     ("Evaluation: Results", (("evaluation", "results"), ("metadata", "model-index"))),
-    ("Environmental Impact", (("environmental_impact", "hardware_type"), ("environmental_impact", "hours_used"),
-                              ("environmental_impact", "carbon_emitted"),
-                              ("environmental_impact", "electricity_used"))),
+    (
+        "Environmental Impact",
+        (
+            ("environmental_impact", "hardware_type"),
+            ("environmental_impact", "hours_used"),
+            ("environmental_impact", "carbon_emitted"),
+            ("environmental_impact", "electricity_used"),
+        ),
+    ),
     ("Technical Specifications", (("technical_specifications",),)),
     ("Citation", (("citation",),)),
     ("Glossary", (("glossary",),)),
@@ -51,7 +59,7 @@ FRAMEWORKS = ("huggingface", "mitchell", "eu-gpai")
 
 @dataclass(frozen=True)
 class LintItem:
-    """One expected item: which framework asks for it, its name, its status (ok, missing, placeholder), where to add it."""
+    """One expected item: its framework, name, status (ok, missing, placeholder) and where to add it."""
 
     framework: str
     item: str
@@ -60,12 +68,17 @@ class LintItem:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
-        return {"framework": self.framework, "item": self.item, "status": self.status, "paths": list(self.paths)}
+        return {
+            "framework": self.framework,
+            "item": self.item,
+            "status": self.status,
+            "paths": list(self.paths),
+        }
 
 
 @dataclass(frozen=True)
 class LintReport:
-    """Completeness of one card: items per framework, scores in [0, 1], and placeholder texts found anywhere."""
+    """Completeness of one card: items per framework, scores in [0, 1], placeholder texts found."""
 
     source: str
     items: tuple[LintItem, ...]
@@ -83,9 +96,13 @@ class LintReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form printed by ``rail card lint --json``."""
-        return {"source": self.source, "score": round(self.score(), 4),
-                "scores": {f: round(self.score(f), 4) for f in FRAMEWORKS},
-                "problems": [i.to_dict() for i in self.problems], "placeholders": list(self.placeholders)}
+        return {
+            "source": self.source,
+            "score": round(self.score(), 4),
+            "scores": {f: round(self.score(f), 4) for f in FRAMEWORKS},
+            "problems": [i.to_dict() for i in self.problems],
+            "placeholders": list(self.placeholders),
+        }
 
 
 def _status(card: CardData, paths: tuple[tuple[str, ...], ...]) -> str:
@@ -96,7 +113,7 @@ def _status(card: CardData, paths: tuple[tuple[str, ...], ...]) -> str:
 
 
 def lint_card(card: CardData) -> LintReport:
-    """Check ``card`` against the three frameworks; the report lists what is missing or still a placeholder."""
+    """Check ``card`` against the three frameworks; the report lists what is missing or a placeholder."""
     items: list[LintItem] = []
     for framework, table in (("huggingface", HF_TEMPLATE), ("mitchell", MITCHELL)):
         for name, paths in table:
@@ -104,8 +121,14 @@ def lint_card(card: CardData) -> LintReport:
     for filled in fill_form(card):
         raw = (card.data.get("eu") or {}).get(filled.field.key)
         status = "ok" if filled.value is not None else ("placeholder" if raw is not None else "missing")
-        items.append(LintItem("eu-gpai", f"{filled.field.section} — {filled.field.label}", status,
-                              (f"eu.{filled.field.key}",)))
+        items.append(
+            LintItem(
+                "eu-gpai",
+                f"{filled.field.section} — {filled.field.label}",
+                status,
+                (f"eu.{filled.field.key}",),
+            )
+        )
     return LintReport(card.source, tuple(items), tuple(_placeholder_paths(card.data, ())))
 
 

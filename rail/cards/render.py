@@ -1,9 +1,10 @@
-"""Render a card to a Hugging Face README (Markdown), a self-contained HTML page, or the EU documentation form.
+"""Render a card to a Hugging Face README (Markdown), a self-contained HTML page, or the EU form.
 
-Templates are jinja2 with StrictUndefined; HTML templates (``*.html.j2``) are autoescaped, Markdown ones are not.
-A ``template_dir`` overrides built-in templates file by file. Whatever the template, a card under a RAIL licence
-carries the licence's use restrictions (exact wording) and the notice to redistributors: when a template leaves
-them out, rail appends its own licence section and says so in :attr:`Rendered.appended_licence`.
+Templates are jinja2 with StrictUndefined; HTML templates (``*.html.j2``) are autoescaped, Markdown ones
+are not. A ``template_dir`` overrides built-in templates file by file. Whatever the template, a card under a
+RAIL licence carries the licence's use restrictions (exact wording) and the notice to redistributors: when a
+template leaves them out, rail appends its own licence section and says so in
+:attr:`Rendered.appended_licence`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ class Format(str, Enum):
 
 
 TEMPLATES = {Format.MD: "card.md.j2", Format.HTML: "card.html.j2", Format.EU_GPAI: "eu-gpai.md.j2"}
-LICENCE_TEMPLATES = {Format.MD: "licence.md.j2", Format.HTML: "licence.html.j2", Format.EU_GPAI: "licence.md.j2"}
+LICENCE_TEMPLATES = {
+    Format.MD: "licence.md.j2",
+    Format.HTML: "licence.html.j2",
+    Format.EU_GPAI: "licence.md.j2",
+}
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,17 @@ def card_licence(card: CardData) -> Licence | None:
     if not is_rail_licence(card.licence_id):
         return None
     if card.licence_id not in known_licences():
-        raise ConfigError(f"licence '{card.licence_id}' is a RAIL licence whose use restrictions rail does not ship",
-                          source=card.source, path="metadata.license",
-                          hint=f"use one of {', '.join(known_licences())}, or add the licence to rail's catalogue")
+        raise ConfigError(
+            f"licence '{card.licence_id}' is a RAIL licence whose use restrictions rail does not ship",
+            source=card.source,
+            path="metadata.license",
+            hint=f"use one of {', '.join(known_licences())}, or add the licence to rail's catalogue",
+        )
     return get_licence(card.licence_id)
 
 
 def front_matter(card: CardData) -> str:
-    """Return the card's metadata as YAML that huggingface_hub reads back unchanged (order kept, ``no`` quoted)."""
+    """Return the metadata as YAML that huggingface_hub reads back unchanged (order kept, ``no`` quoted)."""
     return yaml.safe_dump(_plain(card.metadata), sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -83,7 +91,8 @@ def _markdown() -> MarkdownIt:
     def image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
         token = tokens[idx]
         alt = self.renderInlineAsText(token.children or [], options, env) or token.attrGet("src")
-        return f'<a class="image-link" href="{html.escape(str(token.attrGet("src")))}">[image: {html.escape(alt)}]</a>'
+        src = html.escape(str(token.attrGet("src")))
+        return f'<a class="image-link" href="{src}">[image: {html.escape(alt)}]</a>'
 
     md.add_render_rule("image", image_as_link)
     return md
@@ -109,13 +118,19 @@ def _environment(template_dir: str | Path | None) -> jinja2.Environment:
     if template_dir is not None:
         folder = Path(template_dir)
         if not folder.is_dir():
-            raise ConfigError("template folder not found", source=str(folder), hint="pass a folder of *.j2 files")
+            raise ConfigError(
+                "template folder not found", source=str(folder), hint="pass a folder of *.j2 files"
+            )
         loaders.append(jinja2.FileSystemLoader(str(folder)))
     loaders.append(jinja2.PackageLoader("rail.cards", "templates"))
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(md=_md_block, md_inline=_md_inline, md_cell=_md_cell, value=format_value, slug=slug)
     return env
 
@@ -124,14 +139,21 @@ def _context(card: CardData, licence: Licence | None) -> dict[str, Any]:
     sections = body_sections(card)
     filled = fill_form(card)
     return {
-        "card": card.data, "metadata": card.metadata, "front_matter": front_matter(card),
-        "title": card.title, "subtitle": card.data.get("subtitle", ""),
-        "card_version": card.data.get("card_version", ""), "card_date": card.data.get("card_date", ""),
-        "notices": card.data.get("notices", []), "sections": sections,
-        "licence": licence, "licence_id": card.licence_id,
+        "card": card.data,
+        "metadata": card.metadata,
+        "front_matter": front_matter(card),
+        "title": card.title,
+        "subtitle": card.data.get("subtitle", ""),
+        "card_version": card.data.get("card_version", ""),
+        "card_date": card.data.get("card_date", ""),
+        "notices": card.data.get("notices", []),
+        "sections": sections,
+        "licence": licence,
+        "licence_id": card.licence_id,
         "restrictions": list(licence.restrictions.items()) if licence else [],
         "licence_after": _licence_anchor(sections),
-        "eu_fields": filled, "eu_missing": [f.field for f in filled if f.value is None],
+        "eu_fields": filled,
+        "eu_missing": [f.field for f in filled if f.value is None],
     }
 
 
@@ -143,8 +165,10 @@ def _licence_anchor(sections: tuple[Section, ...]) -> str:
     return anchors[-1] if anchors else ""
 
 
-def render_card(card: CardData, fmt: Format | str = Format.MD, *, template_dir: str | Path | None = None) -> Rendered:
-    """Render ``card`` as ``fmt`` (``md``, ``html`` or ``eu-gpai``), optionally with templates from ``template_dir``.
+def render_card(
+    card: CardData, fmt: Format | str = Format.MD, *, template_dir: str | Path | None = None
+) -> Rendered:
+    """Render ``card`` as ``fmt`` (``md``, ``html`` or ``eu-gpai``), optionally with user templates.
 
     >>> rendered = render_card(load_card("cards/bloom-560m.yaml"), "html")  # doctest: +SKIP
     """
@@ -179,19 +203,30 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"template error: {exc.message}", source=exc.filename or exc.name or name,
-                          line=exc.lineno, hint="fix the template syntax") from None
+        raise ConfigError(
+            f"template error: {exc.message}",
+            source=exc.filename or exc.name or name,
+            line=exc.lineno,
+            hint="fix the template syntax",
+        ) from None
     except jinja2.TemplateNotFound as exc:
-        raise ConfigError(f"template '{exc.name}' not found", source=name,
-                          hint="a template folder overrides built-in templates by file name") from None
+        raise ConfigError(
+            f"template '{exc.name}' not found",
+            source=name,
+            hint="a template folder overrides built-in templates by file name",
+        ) from None
     except (jinja2.UndefinedError, TypeError, ValueError, AttributeError, KeyError) as exc:
         where, line = _template_frame(exc, name)
-        raise ConfigError(f"template error: {exc}", source=where, line=line,
-                          hint="templates see: " + ", ".join(sorted(context))) from None
+        raise ConfigError(
+            f"template error: {exc}",
+            source=where,
+            line=line,
+            hint="templates see: " + ", ".join(sorted(context)),
+        ) from None
 
 
 def _template_frame(exc: BaseException, name: str) -> tuple[str, int | None]:
-    """Find the template file and line a rendering error came from (jinja maps its frames to template lines)."""
+    """Find the template file and line an error came from (jinja maps its frames to template lines)."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename.endswith(".j2"):
             return frame.filename, frame.lineno

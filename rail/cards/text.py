@@ -10,8 +10,9 @@ from rail.cards.tree import format_value
 
 # What card authors leave behind when a section is not written yet (the Hugging Face template's default
 # text, and the phrases the BLOOM cards use for pending facts).
-PLACEHOLDER = re.compile(r"\[more information needed\]|\bTBD\b|\bTODO\b|\bforthcoming\b|\bto be added\b",
-                         re.IGNORECASE)
+PLACEHOLDER = re.compile(
+    r"\[more information needed\]|\bTBD\b|\bTODO\b|\bforthcoming\b|\bto be added\b", re.IGNORECASE
+)
 
 
 def flatten(value: Any) -> str:
@@ -33,7 +34,7 @@ def _collect(value: Any, parts: list[str]) -> None:
 
 
 def is_placeholder(value: Any) -> bool:
-    """Whether ``value`` gives nothing yet: missing, empty, or every text in it says "[More Information Needed]", TBD …"""
+    """Whether ``value`` gives nothing yet: missing, empty, or only texts like "[More Information Needed]"."""
     parts: list[str] = []
     _collect(value, parts)
     texts = [p for p in parts if p.strip()]

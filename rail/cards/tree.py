@@ -47,7 +47,7 @@ class Section:
 
 
 def slug(title: str) -> str:
-    """Return the anchor the Hugging Face Hub gives a heading (``Bias, Risks, and Limitations`` → ``bias-risks-and-limitations``)."""
+    """Return the Hub's anchor for a heading (``Uses and Risks`` → ``uses-and-risks``)."""
     text = re.sub(r"[^\w\- ]", "", title.strip().lower())
     return text.replace(" ", "-")
 
@@ -101,8 +101,10 @@ def _resolve(schema: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _extra_sections(value: Mapping[str, Any], level: int) -> list[Section]:
-    return [Section(str(title), slug(str(title)), level, tuple(_walk_content(content, level)))
-            for title, content in value.items()]
+    return [
+        Section(str(title), slug(str(title)), level, tuple(_walk_content(content, level)))
+        for title, content in value.items()
+    ]
 
 
 def _walk(value: Any, schema: Mapping[str, Any], level: int) -> list[Node]:
@@ -144,7 +146,7 @@ def _walk_section(value: Mapping[str, Any], schema: Mapping[str, Any], level: in
         flush()
         if render == "body":
             nodes.extend(_walk_content(item, level))
-        elif render in ("glossary", "names"):
+        elif render in ("glossary", "names", "code-list"):
             nodes.extend(_walk(item, sub, level))
         else:
             child = Section(title, slug(title), level + 1, tuple(_walk(item, sub, level + 1)))
@@ -173,8 +175,12 @@ def _is_code(value: Any) -> bool:
 def _code(value: Any) -> Node:
     if isinstance(value, str):
         return Node("code", text=value.rstrip("\n"))
-    return Node("code", text=value["source"].rstrip("\n"), language=value.get("language", ""),
-                caption=value.get("title", ""))
+    return Node(
+        "code",
+        text=value["source"].rstrip("\n"),
+        language=value.get("language", ""),
+        caption=value.get("title", ""),
+    )
 
 
 _BLOCK_KEYS = frozenset(("text", "image", "list_title", "items", "tables", "code", "note"))
@@ -223,5 +229,10 @@ def _table(value: Mapping[str, Any]) -> Node:
         for key in row:
             columns.setdefault(key, humanize(key))
     body = tuple(tuple(format_value(row.get(key)) for key in columns) for row in rows)
-    return Node("table", columns=tuple(columns.values()), rows=body, caption=(value.get("caption") or "").strip(),
-                note=(value.get("note") or "").strip())
+    return Node(
+        "table",
+        columns=tuple(columns.values()),
+        rows=body,
+        caption=(value.get("caption") or "").strip(),
+        note=(value.get("note") or "").strip(),
+    )

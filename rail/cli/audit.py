@@ -47,7 +47,7 @@ def audit() -> None:
 @audit.command("keygen")
 @click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--type", "alg", type=click.Choice(["ed25519", "hmac-sha256"]), default="ed25519",
-              show_default=True, help="Ed25519 key pair (verify with the public key) or a shared HMAC secret.")
+              show_default=True, help="Ed25519 key pair (verifiers need only the .pub) or an HMAC secret.")
 def keygen(key_file: Path, alg: str) -> None:
     """Create a checkpoint signing key (mode 0600); Ed25519 also writes KEY_FILE.pub for verifiers."""
     from rail.audit.keys import generate_key
@@ -89,7 +89,7 @@ def verify(log: Path, checkpoint_files: tuple[Path, ...], public_key: Path | Non
 @click.argument("log", type=click.Path(path_type=Path))
 @click.option("--signing-key", type=click.Path(path_type=Path),
               help="Private key (or HMAC key) to sign a new checkpoint of the current head.")
-@click.option("--latest", is_flag=True, help="Export the newest checkpoint already stored in the log instead.")
+@click.option("--latest", is_flag=True, help="Export the newest checkpoint stored in the log instead.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Checkpoint file to write; keep it somewhere the log's writers cannot change.")
 def checkpoint(log: Path, signing_key: Path | None, latest: bool, output: Path) -> None:

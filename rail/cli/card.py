@@ -13,7 +13,7 @@ from rail.errors import ConfigError
 
 @click.group("card")
 def card_group() -> None:
-    """Model cards as structured YAML: validate, render (md, html, eu-gpai), lint, import, merge evaluations."""
+    """Model cards as structured YAML: validate, render (md, html, eu-gpai), lint, import, merge evals."""
 
 
 @card_group.command("validate")
@@ -29,30 +29,53 @@ def validate_command(cards: tuple[Path, ...]) -> None:
 
 @card_group.command("render")
 @click.argument("card", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md", "html", "eu-gpai"]), default="md", show_default=True,
-              help="Hugging Face README, self-contained HTML page, or the EU GPAI Model Documentation Form.")
-@click.option("--template", "template_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of templates that override the built-in ones by file name.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="File to write (written atomically); '-' for standard output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html", "eu-gpai"]),
+    default="md",
+    show_default=True,
+    help="Hugging Face README, self-contained HTML page, or the EU GPAI Model Documentation Form.",
+)
+@click.option(
+    "--template",
+    "template_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of templates that override the built-in ones by file name.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write (written atomically); '-' for standard output.",
+)
 def render_command(card: Path, fmt: str, template_dir: Path | None, output: Path) -> None:
     """Render CARD to Markdown, HTML or the EU documentation form."""
     from rail.cards import load_card, render_card, write_atomically
 
     rendered = render_card(load_card(card), fmt, template_dir=template_dir)
     if rendered.appended_licence:
-        click.echo("rail: warning: the template left out the licence's use restrictions or notice; "
-                   "rail appended its licence section", err=True)
+        click.echo(
+            "rail: warning: the template left out the licence's use restrictions or notice; "
+            "rail appended its licence section",
+            err=True,
+        )
     _write(output, rendered.text, write_atomically)
 
 
 @card_group.command("lint")
 @click.argument("card", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.8, show_default=True,
-              help="Exit 1 when the overall score is below this.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.8,
+    show_default=True,
+    help="Exit 1 when the overall score is below this.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def lint_command(card: Path, threshold: float, as_json: bool) -> None:
-    """Score how complete CARD is (Hugging Face template, Mitchell et al., EU form); exit 1 below the threshold."""
+    """Score how complete CARD is (Hugging Face, Mitchell et al., EU form); exit 1 below the threshold."""
     from rail.cards import FRAMEWORKS, lint_card, load_card
 
     report = lint_card(load_card(card))
@@ -72,8 +95,13 @@ def lint_command(card: Path, threshold: float, as_json: bool) -> None:
 
 @card_group.command("import")
 @click.argument("readme", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Card YAML to write (written atomically); '-' for standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Card YAML to write (written atomically); '-' for standard output.",
+)
 def import_command(readme: Path, output: Path) -> None:
     """Turn a Hugging Face README (front matter + Markdown) into card YAML."""
     from rail.cards import dump_card, import_card_file, write_atomically
@@ -87,8 +115,13 @@ def import_command(readme: Path, output: Path) -> None:
 @card_group.command("merge-eval")
 @click.argument("card", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Card YAML to write (may be CARD itself; written atomically).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Card YAML to write (may be CARD itself; written atomically).",
+)
 def merge_eval_command(card: Path, results: Path, output: Path) -> None:
     """Merge RESULTS (rail-eval-results JSON) into CARD's model-index."""
     from rail.cards import dump_card, load_card, load_results, merge_results, write_atomically

@@ -25,8 +25,12 @@ def _read_jsonl(stream: Any, source: str) -> list[tuple[Any, str]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"not valid JSON ({exc.msg})", source=source, line=number,
-                              hint='write one object per line, e.g. {"id": 1, "prompt": "…"}') from None
+            raise ConfigError(
+                f"not valid JSON ({exc.msg})",
+                source=source,
+                line=number,
+                hint='write one object per line, e.g. {"id": 1, "prompt": "…"}',
+            ) from None
         prompt = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
         if not isinstance(prompt, str):
             raise ConfigError('each line needs a string "prompt" (or "text")', source=source, line=number)
@@ -35,18 +39,44 @@ def _read_jsonl(stream: Any, source: str) -> list[tuple[Any, str]]:
 
 
 def _watermark_options(func: Any) -> Any:
-    for option in reversed([
-        click.option("--watermark-bias", type=float, default=2.0, show_default=True,
-                      help="Logit bias added to green-list tokens."),
-        click.option("--watermark-ratio", type=float, default=0.25, show_default=True,
-                      help="Fraction of the vocabulary on the green list."),
-        click.option("--watermark-key", type=int, default=15485863, show_default=True,
-                      help="Hashing key; detection must use the same one."),
-        click.option("--watermark-scheme", type=click.Choice(["lefthash", "selfhash"]), default="lefthash",
-                     show_default=True),
-        click.option("--watermark-context", type=int, default=1, show_default=True,
-                     help="Context width of the seeding hash."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--watermark-bias",
+                type=float,
+                default=2.0,
+                show_default=True,
+                help="Logit bias added to green-list tokens.",
+            ),
+            click.option(
+                "--watermark-ratio",
+                type=float,
+                default=0.25,
+                show_default=True,
+                help="Fraction of the vocabulary on the green list.",
+            ),
+            click.option(
+                "--watermark-key",
+                type=int,
+                default=15485863,
+                show_default=True,
+                help="Hashing key; detection must use the same one.",
+            ),
+            click.option(
+                "--watermark-scheme",
+                type=click.Choice(["lefthash", "selfhash"]),
+                default="lefthash",
+                show_default=True,
+            ),
+            click.option(
+                "--watermark-context",
+                type=int,
+                default=1,
+                show_default=True,
+                help="Context width of the seeding hash.",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -54,25 +84,49 @@ def _watermark_options(func: Any) -> Any:
 def _watermark_settings(kw: dict[str, Any]) -> Any:
     from rail.attribution import WatermarkSettings
 
-    return WatermarkSettings(greenlist_ratio=kw.pop("watermark_ratio"), bias=kw.pop("watermark_bias"),
-                             hashing_key=kw.pop("watermark_key"), seeding_scheme=kw.pop("watermark_scheme"),
-                             context_width=kw.pop("watermark_context"))
+    return WatermarkSettings(
+        greenlist_ratio=kw.pop("watermark_ratio"),
+        bias=kw.pop("watermark_bias"),
+        hashing_key=kw.pop("watermark_key"),
+        seeding_scheme=kw.pop("watermark_scheme"),
+        context_width=kw.pop("watermark_context"),
+    )
 
 
 @click.command("generate")
 @click.argument("prompts", nargs=-1)
-@click.option("--declaration", "-d", required=True, type=click.Path(dir_okay=False),
-              help="Deployment declaration YAML (required: a deployment must declare its use).")
-@click.option("--policy", "-p", default="bigscience-bloom-rail-1.0", show_default=True,
-              help="Policy file or packaged pack name.")
-@click.option("--model", "-m", default="bigscience/bloomz-560m", show_default=True,
-              help="Hub id or local model directory.")
+@click.option(
+    "--declaration",
+    "-d",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Deployment declaration YAML (required: a deployment must declare its use).",
+)
+@click.option(
+    "--policy",
+    "-p",
+    default="bigscience-bloom-rail-1.0",
+    show_default=True,
+    help="Policy file or packaged pack name.",
+)
+@click.option(
+    "--model",
+    "-m",
+    default="bigscience/bloomz-560m",
+    show_default=True,
+    help="Hub id or local model directory.",
+)
 @click.option("--revision", help="Pin a hub revision (branch, tag or commit).")
 @click.option("--dtype", default="auto", show_default=True, help="auto, float32, float16 or bfloat16.")
 @click.option("--device", help="cpu, cuda, cuda:1 … (default: all GPUs via accelerate, else CPU).")
 @click.option("--8bit", "load_in_8bit", is_flag=True, help="Load in 8-bit (needs bitsandbytes and a GPU).")
-@click.option("--prompt-hygiene", type=click.Choice(["auto", "off", "warn", "terminate"]), default="auto",
-              show_default=True, help="Unclear prompt ends: auto = terminate for bloomz models, off otherwise.")
+@click.option(
+    "--prompt-hygiene",
+    type=click.Choice(["auto", "off", "warn", "terminate"]),
+    default="auto",
+    show_default=True,
+    help="Unclear prompt ends: auto = terminate for bloomz models, off otherwise.",
+)
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
 @click.option("--sample/--greedy", "do_sample", default=False, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
@@ -83,13 +137,23 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option("--stop", multiple=True, help="Stop sequence (repeatable); the text is cut before it.")
 @click.option("--watermark", is_flag=True, help="Add a statistical watermark (detect with `rail detect`).")
 @_watermark_options
-@click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign provenance (Ed25519 PEM or HMAC key).")
+@click.option(
+    "--sign-key", type=click.Path(dir_okay=False), help="Sign provenance (Ed25519 PEM or HMAC key)."
+)
 @click.option("--scorer-settings", type=click.Path(dir_okay=False), help="Detoxify settings YAML.")
 @click.option("--audit-log", type=click.Path(dir_okay=False), help="Append one JSON line per request here.")
-@click.option("--audit-privacy", type=click.Choice(["full", "redacted", "hashed"]), default="redacted",
-              show_default=True)
-@click.option("--jsonl", "jsonl", type=click.Path(allow_dash=True, dir_okay=False),
-              help='Read prompts from JSON lines ({"id": …, "prompt": …}); "-" for stdin.')
+@click.option(
+    "--audit-privacy",
+    type=click.Choice(["full", "redacted", "hashed"]),
+    default="redacted",
+    show_default=True,
+)
+@click.option(
+    "--jsonl",
+    "jsonl",
+    type=click.Path(allow_dash=True, dir_okay=False),
+    help='Read prompts from JSON lines ({"id": …, "prompt": …}); "-" for stdin.',
+)
 @click.option("--stream", is_flag=True, help="Print text as it passes the output checks (one prompt).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
@@ -119,17 +183,34 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     if kw["stream"] and len(items) != 1:
         raise click.UsageError("--stream takes exactly one prompt")
 
-    params = GenerationParams(max_new_tokens=kw["max_new_tokens"], do_sample=kw["do_sample"],
-                              temperature=kw["temperature"], top_p=kw["top_p"], top_k=kw["top_k"],
-                              seed=kw["seed"], stop=tuple(kw["stop"]),
-                              repetition_penalty=kw["repetition_penalty"])
+    params = GenerationParams(
+        max_new_tokens=kw["max_new_tokens"],
+        do_sample=kw["do_sample"],
+        temperature=kw["temperature"],
+        top_p=kw["top_p"],
+        top_k=kw["top_k"],
+        seed=kw["seed"],
+        stop=tuple(kw["stop"]),
+        repetition_penalty=kw["repetition_penalty"],
+    )
     sink = JsonlSink(kw["audit_log"], privacy=kw["audit_privacy"]) if kw["audit_log"] else None
     gate = GatedGenerator(
-        model=kw["model"], declaration=kw["declaration"], policy=kw["policy"],
-        scorer=ScorerSettings.from_env(kw["scorer_settings"]), sink=sink, params=params,
-        watermark=watermark if kw["watermark"] else None, signing_key=kw["sign_key"],
-        model_options={"revision": kw["revision"], "dtype": kw["dtype"], "device": kw["device"],
-                       "load_in_8bit": kw["load_in_8bit"], "hygiene": kw["prompt_hygiene"]})
+        model=kw["model"],
+        declaration=kw["declaration"],
+        policy=kw["policy"],
+        scorer=ScorerSettings.from_env(kw["scorer_settings"]),
+        sink=sink,
+        params=params,
+        watermark=watermark if kw["watermark"] else None,
+        signing_key=kw["sign_key"],
+        model_options={
+            "revision": kw["revision"],
+            "dtype": kw["dtype"],
+            "device": kw["device"],
+            "load_in_8bit": kw["load_in_8bit"],
+            "hygiene": kw["prompt_hygiene"],
+        },
+    )
 
     if kw["stream"]:
         stream = gate.generate_stream(items[0][1])
@@ -152,8 +233,11 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         for warning in result.warnings:
             click.echo(f"rail: warning: {warning}", err=True)
         if result.hygiene is not None and result.hygiene.action == "warned":
-            click.echo("rail: warning: the prompt has no clear end; BLOOMZ may continue it instead of answering "
-                       "(end it with a full stop or a cue such as 'Answer:')", err=True)
+            click.echo(
+                "rail: warning: the prompt has no clear end; BLOOMZ may continue it instead of answering "
+                "(end it with a full stop or a cue such as 'Answer:')",
+                err=True,
+            )
         if not result.allowed:
             clauses = sorted({v.restriction for v in result.violations if v.restriction})
             where = f" (clause {', '.join(clauses)})" if clauses else ""
@@ -167,11 +251,21 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
 
 @click.command("detect")
 @click.argument("text")
-@click.option("--model", "-m", default="bigscience/bloomz-560m", show_default=True,
-              help="The model (hub id or directory) whose tokenizer generated the text.")
+@click.option(
+    "--model",
+    "-m",
+    default="bigscience/bloomz-560m",
+    show_default=True,
+    help="The model (hub id or directory) whose tokenizer generated the text.",
+)
 @click.option("--revision", help="Hub revision of that model.")
-@click.option("--threshold", type=float, default=4.0, show_default=True,
-              help="z-score at or above which the text counts as watermarked.")
+@click.option(
+    "--threshold",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="z-score at or above which the text counts as watermarked.",
+)
 @_watermark_options
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def detect_command(text: str, **kw: Any) -> None:
@@ -188,8 +282,10 @@ def detect_command(text: str, **kw: Any) -> None:
         click.echo(json.dumps(verdict.to_dict()))
     else:
         label = "watermarked" if verdict.detected else "not watermarked"
-        click.echo(f"{label}: z={verdict.z_score:.2f} p={verdict.p_value:.3g} "
-                   f"(threshold z>={verdict.threshold:g}, {verdict.tokens_scored} tokens scored)")
+        click.echo(
+            f"{label}: z={verdict.z_score:.2f} p={verdict.p_value:.3g} "
+            f"(threshold z>={verdict.threshold:g}, {verdict.tokens_scored} tokens scored)"
+        )
     sys.exit(0 if verdict.detected else 1)
 
 

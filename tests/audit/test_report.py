@@ -1,0 +1,139 @@
+"""Reports: the aggregates an auditor relies on, three formats, a headless-Chromium render, a real gate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from rail.audit import AuditLog
+from rail.audit.report import build_report, parse_when, render
+from rail.errors import AuditError
+
+
+@pytest.fixture(scope="module")
+def report_log(tmp_path_factory, make_record) -> Path:
+    path = tmp_path_factory.mktemp("report") / "audit.db"
+    with AuditLog(path, privacy="full") as log:
+        log.append_many([make_record(i) for i in range(1, 31)])
+    return path
+
+
+def test_aggregates_count_what_happened(report_log):
+    report = build_report(report_log)
+    assert report["integrity"]["ok"] and report["integrity"]["records"] == 30
+    assert report["requests"] == {"total": 30, "allowed": 20, "modified": 0, "blocked": 10,
+                                  "blocked_share": round(10 / 30, 4)}
+    assert report["blocks_by_clause"] == {"l": 10}
+    assert report["blocks_by_rule"] == {"no-medical-advice": 10}
+    assert report["languages"] == {"en": 23, "fr": 7}
+    assert report["attribution"]["passed_outputs"] == 20
+    assert report["attribution"]["disclosure_share"] == 1.0
+    assert report["attribution"]["watermark_share"] == 0.0
+    prompt_tox = report["toxicity"]["prompt"]["toxicity"]
+    assert prompt_tox["count"] == 30 and sum(prompt_tox["histogram"]) == 30
+    output_tox = report["toxicity"]["output"]["toxicity"]
+    assert output_tox["flagged"] == sum(1 for i in range(1, 31) if i % 3 and i % 7 == 0)
+    assert sum(row["total"] for row in report["timeline"]["rows"]) == 30
+    [matrix] = report["compliance"]
+    clauses = {row["clause"]: row for row in matrix["clauses"]}
+    assert set(clauses) >= set("abcdefghijklm")
+    assert clauses["l"]["blocks"] == 10 and clauses["l"]["fired"] == 10
+    assert "no-medical-advice" in [c["rule"] for c in clauses["l"]["controls"]]
+
+
+def test_period_filters_use_record_times(report_log):
+    since, until = parse_when("2025-03-02"), parse_when("2025-03-03", end=True)
+    report = build_report(report_log, since=since, until=until)
+    assert report["requests"]["total"] == 12  # days 2 and 3 of five, six records each
+    assert {row["period"][:10] for row in report["timeline"]["rows"]} <= {"2025-03-02", "2025-03-03"}
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2025-13-01", "03/02/2025", ""])
+def test_bad_dates_are_refused_with_an_example(text):
+    with pytest.raises(AuditError, match="ISO 8601"):
+        parse_when(text)
+
+
+def test_tampering_shows_at_the_top_of_every_format(tmp_path, report_log):
+    import sqlite3
+
+    path = tmp_path / "tampered.db"
+    shutil.copy(report_log, path)
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM records WHERE seq = 5")
+    conn.commit()
+    conn.close()
+    report = build_report(path)
+    assert not report["integrity"]["ok"]
+    assert "TAMPERED" in render(report, "md").split("\n## ")[0]
+    html = render(report, "html")
+    assert html.index("TAMPERED") < html.index("Requests over time")
+    assert json.loads(render(report, "json"))["integrity"]["verdict"] == "tampered"
+
+
+def test_html_is_self_contained_with_embedded_charts_and_print_css(report_log):
+    html = render(build_report(report_log), "html")
+    assert html.count('src="data:image/svg+xml;base64,') >= 4
+    assert "@media print" in html
+    for external in ("http://", "https://", "<script", "<link"):
+        assert external not in html.replace("http://www.w3.org", "")
+
+
+def test_markdown_has_the_verdict_and_tables(report_log):
+    md = render(build_report(report_log), "md")
+    assert md.splitlines()[2].startswith("**Integrity: INTACT**")
+    assert "| (l) | To provide medical advice and medical results interpretation; |" in md
+    assert "## Attribution coverage" in md and "| visible disclosure | 20 | 100.0 % |" in md
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_html_report_renders_in_headless_chromium(tmp_path, report_log):
+    page = tmp_path / "report.html"
+    page.write_text(render(build_report(report_log), "html"), encoding="utf-8")
+    shot = tmp_path / "report.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={shot}",
+                        "--window-size=1200,2000", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 50_000  # a blank page compresses to a few kilobytes; charts and tables do not
+
+
+def test_report_from_a_log_written_by_the_real_gate(tmp_path, tiny_bloom_dir, tiny_detoxify):
+    from rail.gate import GatedGenerator
+    from rail.generation import GenerationParams
+    from rail.scoring import ScorerSettings
+
+    declaration = tmp_path / "deployment.yaml"
+    declaration.write_text("name: helpdesk\npurpose: Drafts replies a person reviews.\ndomains: [general]\n"
+                           "audience: [adults]\nautomated_decisions: {enabled: false, legal_effect: false, "
+                           "human_review: true}\ndisclosure: {mode: visible, position: suffix}\n"
+                           "languages: [en, fr]\n", encoding="utf-8")
+    checkpoint, config_dir = tiny_detoxify
+    models = ("original", "unbiased", "multilingual")
+    scorer = ScorerSettings(checkpoints=dict.fromkeys(models, str(checkpoint)),
+                            configs=dict.fromkeys(models, str(config_dir)))
+    path = tmp_path / "gate.db"
+    with AuditLog(path, privacy="redacted") as log:
+        gate = GatedGenerator(model=str(tiny_bloom_dir), declaration=declaration, scorer=scorer, sink=log,
+                              params=GenerationParams(max_new_tokens=8, do_sample=True, seed=3))
+        gate.generate(["Write a short greeting for alice@example.org.", "Quelle heure est-il ?",
+                       "Interpret my blood test results and tell me which medicine to take."])
+    report = build_report(path)
+    assert report["integrity"]["ok"] and report["requests"]["total"] == 3
+    assert report["toxicity"]["prompt"], "the gate records prompt scores"
+    assert report["compliance"] and report["compliance"][0]["licence"] == "bigscience-bloom-rail-1.0"
+    assert report["privacy"] == {"redacted": 3}
+    for fmt in ("html", "md", "json"):
+        assert render(report, fmt)

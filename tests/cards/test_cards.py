@@ -1,0 +1,346 @@
+"""The shipped cards validate and render; malformed cards fail with clear errors and exit 2."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from huggingface_hub import ModelCard, metadata_load
+
+from rail.cards import (
+    card_licence,
+    dump_card,
+    lint_card,
+    load_card,
+    load_card_text,
+    render_card,
+)
+from rail.cli import main
+from rail.errors import ConfigError
+from rail.licences import get_licence
+from tests.cards.conftest import CARDS
+
+MINIMAL = """\
+metadata:
+  license: bigscience-bloom-rail-1.0
+  language: [en]
+title: Tiny card
+summary: A tiny card.
+"""
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_the_four_bloom_cards_ship():
+    assert {p.stem for p in CARDS} >= {"bloom-560m", "bloomz-560m", "bloomz", "bloom-760m-intermediate"}
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_card_validates_with_the_bloom_licence(path: Path):
+    card = load_card(path)
+    assert card.licence_id == "bigscience-bloom-rail-1.0"
+    assert run("card", "validate", str(path)).exit_code == 0
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_markdown_front_matter_reads_back_identically_with_huggingface_hub(path: Path, tmp_path: Path):
+    card = load_card(path)
+    out = tmp_path / "README.md"
+    assert run("card", "render", str(path), "--format", "md", "-o", str(out)).exit_code == 0
+    parsed = metadata_load(out)
+    assert parsed == card.metadata
+    assert list(parsed) == list(card.metadata)
+    assert ModelCard.load(out).data.to_dict() == dict(card.metadata)
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("fmt", ["md", "html", "eu-gpai"])
+def test_every_render_carries_the_exact_restrictions_and_notice(path: Path, fmt: str, tmp_path: Path):
+    out = tmp_path / f"card.{fmt}"
+    assert run("card", "render", str(path), "--format", fmt, "-o", str(out)).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    licence = get_licence("bigscience-bloom-rail-1.0")
+    escape = (lambda s: html.escape(s, quote=False)) if fmt == "html" else (lambda s: s)
+    for letter, clause in licence.restrictions.items():
+        assert escape(clause) in text, letter
+    assert escape(licence.notice) in text
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_html_is_self_contained(path: Path):
+    page = render_card(load_card(path), "html").text
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert not re.search(r"<(img|script|link|iframe)\b", page)
+    assert not re.search(r"""(src|srcset)\s*=\s*["']https?:""", page)
+
+
+def test_html_escapes_card_text(write):
+    card = load_card(
+        write("c.yaml", MINIMAL.replace("A tiny card.", "<script>alert(1)</script> [x](javascript:alert(1))"))
+    )
+    page = render_card(card, "html").text
+    assert "<script>alert" not in page and 'href="javascript' not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_markdown_keeps_section_order_of_the_yaml(write):
+    text = MINIMAL + "citation:\n  text: Cite me.\nuses:\n  direct_use: [Chat]\n"
+    md = render_card(load_card(write("c.yaml", text)), "md").text
+    assert md.index("## Model Summary") < md.index("## Citation") < md.index("## Uses")
+
+
+def test_custom_sections_are_rendered_not_rejected(write):
+    text = (
+        MINIMAL + "extra:\n  Deployment Notes:\n    text: Runs on CPU.\n    items: [fast]\n"
+        "uses:\n  extra:\n    Community: Share your generations.\n"
+    )
+    card = load_card(write("c.yaml", text))
+    md = render_card(card, "md").text
+    assert "## Deployment Notes" in md and "Runs on CPU." in md and "- fast" in md
+    assert "### Community" in md
+    assert "Deployment Notes" in render_card(card, "html").text
+
+
+def test_language_no_stays_norwegian_through_load_and_render(write, tmp_path: Path):
+    card = load_card(write("c.yaml", MINIMAL.replace("language: [en]", "language: no")))
+    assert card.metadata["language"] == "no"
+    out = tmp_path / "README.md"
+    out.write_text(render_card(card, "md").text, encoding="utf-8")
+    assert metadata_load(out)["language"] == "no"
+
+
+def test_table_rows_render_as_a_table(write):
+    text = MINIMAL + (
+        "training_data:\n  languages:\n    tables:\n      - columns: {language: Language, share: Share}\n"
+        "        rows:\n          - {language: Yoruba, share: 0.006}\n"
+        "          - {language: 'A|B', share: 2.0e-05}\n"
+    )
+    md = render_card(load_card(write("c.yaml", text)), "md").text
+    assert "| Language | Share |" in md
+    assert "| Yoruba | 0.006 |" in md
+    assert "| A\\|B | 0.00002 |" in md
+
+
+BAD = [
+    (
+        "widget example key",
+        "metadata:\n  license: mit\n  widget:\n    - text: Hi\n      example : t\ntitle: T\n",
+        "unknown key 'example'",
+        "did you mean 'example_title'?",
+    ),
+    (
+        "mis-indented block",
+        "metadata:\n  license: mit\ntitle: T\nsummary: |\ncitation:\n  text: x\n",
+        "summary: empty text",
+        "indent the block",
+    ),
+    ("unknown key", MINIMAL + "citaton:\n  text: x\n", "unknown key 'citaton'", "did you mean 'citation'?"),
+    ("wrong type", MINIMAL + "uses:\n  direct_use: 5\n", "uses.direct_use", "expected"),
+    ("duplicate key", MINIMAL + "title: Again\n", "duplicate key 'title'", "remove one"),
+    (
+        "missing licence",
+        "metadata:\n  language: [en]\ntitle: T\n",
+        "missing required key 'license'",
+        "add it",
+    ),
+    ("not a mapping", "- a\n- b\n", "must be a YAML mapping", "docs/cards.md"),
+    ("bad yaml", "metadata: [\n", "not valid YAML", "indentation"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message", "hint"), BAD, ids=[b[0] for b in BAD])
+def test_malformed_cards_fail_with_file_line_and_fix(name, text, message, hint, write):
+    path = write("bad.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_card(path)
+    assert message in str(info.value) and hint in str(info.value)
+    assert str(path) in str(info.value)
+    result = CliRunner().invoke(main, ["card", "validate", str(path)])
+    assert result.exit_code == 2
+    assert "rail: error:" in result.output and "Traceback" not in result.output
+
+
+def test_widget_quirk_error_names_the_line(write):
+    path = write(
+        "bad.yaml", "metadata:\n  license: mit\n  widget:\n    - text: Hi\n      example : t\ntitle: T\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_card(path)
+    assert info.value.line == 5 and info.value.path == "metadata.widget[0].example"
+
+
+def test_missing_card_file_exits_2(tmp_path: Path):
+    result = CliRunner().invoke(
+        main, ["card", "render", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "o.md")]
+    )
+    assert result.exit_code == 2 and "file not found" in result.output
+    assert not (tmp_path / "o.md").exists()
+
+
+def test_unknown_rail_licence_is_refused_rather_than_rendered_without_restrictions(write):
+    card = load_card(write("c.yaml", MINIMAL.replace("bigscience-bloom-rail-1.0", "some-new-rail-2.0")))
+    with pytest.raises(ConfigError, match="does not ship"):
+        render_card(card, "md")
+
+
+def test_non_rail_licence_renders_without_a_licence_section(write):
+    card = load_card(write("c.yaml", MINIMAL.replace("bigscience-bloom-rail-1.0", "apache-2.0")))
+    assert card_licence(card) is None
+    assert "Licence and Use Restrictions" not in render_card(card, "md").text
+
+
+def test_failed_render_leaves_existing_output_untouched(write, tmp_path: Path):
+    out = write("README.md", "precious\n")
+    bad = write("bad.yaml", MINIMAL + "citaton: x\n")
+    assert CliRunner().invoke(main, ["card", "render", str(bad), "-o", str(out)]).exit_code == 2
+    assert out.read_text() == "precious\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_dump_and_reload_keeps_data_and_key_order():
+    card = load_card(CARDS[0])
+    again = load_card_text(dump_card(card.data))
+    assert again.data == card.data
+    assert list(again.data) == list(card.data) and list(again.metadata) == list(card.metadata)
+    assert "'no'" in dump_card({"metadata": {"license": "mit", "language": "no"}, "title": "T"})
+
+
+# --- user templates ---
+
+
+def test_user_template_overrides_by_name_and_gets_licence_appended(write, tmp_path: Path):
+    folder = tmp_path / "tpl"
+    folder.mkdir()
+    (folder / "card.md.j2").write_text(
+        "---\n{{ front_matter }}---\n\n# {{ title }} (custom)\n", encoding="utf-8"
+    )
+    card = write("c.yaml", MINIMAL)
+    out = tmp_path / "o.md"
+    result = CliRunner().invoke(
+        main, ["card", "render", str(card), "--template", str(folder), "-o", str(out)]
+    )
+    assert result.exit_code == 0 and "appended" in result.output
+    text = out.read_text(encoding="utf-8")
+    assert "# Tiny card (custom)" in text
+    assert all(clause in text for clause in get_licence("bigscience-bloom-rail-1.0").restrictions.values())
+
+
+def test_user_template_that_keeps_the_licence_is_not_changed(write, tmp_path: Path):
+    folder = tmp_path / "tpl"
+    folder.mkdir()
+    (folder / "card.html.j2").write_text(
+        "<html><body><h1>{{ title }}</h1>{% include 'licence.html.j2' %}</body></html>\n", encoding="utf-8"
+    )
+    rendered = render_card(load_card(write("c.yaml", MINIMAL)), "html", template_dir=folder)
+    assert not rendered.appended_licence
+    assert rendered.text.count("Licence and Use Restrictions") == 1
+
+
+@pytest.mark.parametrize(
+    ("template", "line", "message"),
+    [
+        ("line one\n{{ title }\n", 2, "template error"),
+        ("ok\nok\n{{ no_such_variable }}\n", 3, "no_such_variable"),
+    ],
+)
+def test_template_errors_name_the_template_file_and_line(template, line, message, write, tmp_path: Path):
+    folder = tmp_path / "tpl"
+    folder.mkdir()
+    (folder / "card.md.j2").write_text(template, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        render_card(load_card(write("c.yaml", MINIMAL)), "md", template_dir=folder)
+    assert info.value.source.endswith("card.md.j2") and info.value.line == line
+    assert message in str(info.value)
+    result = CliRunner().invoke(
+        main,
+        ["card", "render", str(tmp_path / "c.yaml"), "--template", str(folder), "-o", str(tmp_path / "o.md")],
+    )
+    assert result.exit_code == 2 and "card.md.j2:" in result.output
+
+
+def test_missing_template_folder_exits_2(write, tmp_path: Path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "card",
+            "render",
+            str(write("c.yaml", MINIMAL)),
+            "--template",
+            str(tmp_path / "none"),
+            "-o",
+            str(tmp_path / "o.md"),
+        ],
+    )
+    assert result.exit_code == 2 and "template folder not found" in result.output
+
+
+# --- EU form ---
+
+
+def test_eu_form_fills_from_the_card_and_lists_what_is_missing(write):
+    card = load_card(CARDS[[p.stem for p in CARDS].index("bloom-560m")])
+    text = render_card(card, "eu-gpai").text
+    assert "| Total model size | AIO, NCA, DP | 500M–5B (559,214,592 parameters) |" in text
+    assert "| Provider legal name | AIO, NCA, DP | BigScience |" in text
+    missing = text.split("## Not yet provided by the card", 1)[1]
+    assert "Model authenticity" in missing and "`eu.model_authenticity`" in missing
+    assert "Provider legal name" not in missing
+    assert "Art. 53(2)" in text
+
+
+def test_eu_form_of_a_bare_card_lists_every_unanswerable_field(write):
+    card = load_card(write("c.yaml", MINIMAL.replace("bigscience-bloom-rail-1.0", "mit")))
+    text = render_card(card, "eu-gpai").text
+    assert "Energy used for training" in text.split("## Not yet provided by the card", 1)[1]
+
+
+# --- lint ---
+
+
+def test_lint_scores_and_lists_missing_and_placeholders():
+    report = lint_card(load_card(CARDS[[p.stem for p in CARDS].index("bloom-560m")]))
+    statuses = {(i.framework, i.item): i.status for i in report.items}
+    assert statuses[("huggingface", "Environmental Impact")] == "placeholder"
+    assert statuses[("huggingface", "How to Get Started with the Model")] == "missing"
+    assert statuses[("mitchell", "Factors")] == "ok"
+    assert 0 < report.score("eu-gpai") < report.score("huggingface") < 1
+    assert any("environmental_impact.carbon_emitted" in p for p in report.placeholders)
+
+
+def test_lint_placeholder_text_does_not_count(write):
+    base = lint_card(load_card(write("a.yaml", MINIMAL + "recommendations:\n  text: Be careful.\n")))
+    placeholder = lint_card(
+        load_card(write("b.yaml", MINIMAL + "recommendations:\n  text: '[More Information Needed]'\n"))
+    )
+    assert base.score() > placeholder.score()
+    assert ("huggingface", "Recommendations", "placeholder") in {
+        (i.framework, i.item, i.status) for i in placeholder.items
+    }
+
+
+@pytest.mark.parametrize(("threshold", "code"), [("0.5", 0), ("0.6", 0), ("0.95", 1), ("1", 1)])
+def test_lint_exit_code_follows_the_threshold(threshold: str, code: int):
+    path = CARDS[[p.stem for p in CARDS].index("bloom-560m")]
+    score = lint_card(load_card(path)).score()
+    assert 0.6 < score < 0.95
+    result = run("card", "lint", str(path), "--threshold", threshold, "--json")
+    assert result.exit_code == code
+    report = json.loads(result.output)
+    assert report["score"] == pytest.approx(score, abs=1e-4)
+    assert set(report["scores"]) == {"huggingface", "mitchell", "eu-gpai"}
+
+
+def test_lint_invalid_card_exits_2(write):
+    result = CliRunner().invoke(main, ["card", "lint", str(write("bad.yaml", "metadata: {}\ntitle: T\n"))])
+    assert result.exit_code == 2
+
+
+def test_yaml_in_docs_and_front_matter_is_plain_yaml():
+    assert yaml.safe_load(render_card(load_card(CARDS[0]), "md").text.split("---")[1])

@@ -1,0 +1,168 @@
+"""``rail generate`` and ``rail detect`` through the CLI on the tiny models, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rail.cli import main
+
+DECLARATION = """\
+name: writing-assistant
+purpose: Drafts short texts that a person reviews before use.
+domains: [general]
+audience: [adults]
+automated_decisions: {enabled: false, legal_effect: false, human_review: true}
+disclosure: {mode: visible, position: suffix}
+languages: [en]
+"""
+
+
+@pytest.fixture
+def declaration(tmp_path: Path) -> Path:
+    path = tmp_path / "deployment.yaml"
+    path.write_text(DECLARATION, encoding="utf-8")
+    return path
+
+
+def _generate(tiny_bloom_dir: Path, declaration: Path, *args: str, input: str | None = None):
+    return CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "--model",
+            str(tiny_bloom_dir),
+            "--declaration",
+            str(declaration),
+            "--max-new-tokens",
+            "12",
+            "--seed",
+            "1",
+            "--sample",
+            *args,
+        ],
+        input=input,
+    )
+
+
+def test_generate_json_with_audit_log(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, tmp_path: Path
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    result = _generate(
+        tiny_bloom_dir,
+        declaration,
+        "--json",
+        "--audit-log",
+        str(log),
+        "--audit-privacy",
+        "full",
+        "Write a haiku about the sea.",
+        "Translate to English: Je t'aime.",
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["id"] for line in lines] == [1, 2]
+    assert all(line["allowed"] and line["provenance"]["output_sha256"] for line in lines)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["rail.request_id"] for r in records] == [line["request_id"] for line in lines]
+    assert records[0]["rail.prompt"] == "Write a haiku about the sea."
+
+
+def test_generate_reads_jsonl_prompts(tiny_bloom_dir: Path, declaration: Path, detoxify_env: object) -> None:
+    jsonl = '{"id": "a", "prompt": "Write a haiku about the sea."}\n{"id": "b", "text": "Hello."}\n'
+    result = _generate(tiny_bloom_dir, declaration, "--json", "--jsonl", "-", input=jsonl)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["a", "b"]
+
+
+def test_generate_bad_jsonl_names_the_line(tiny_bloom_dir: Path, declaration: Path) -> None:
+    result = _generate(tiny_bloom_dir, declaration, "--jsonl", "-", input='{"prompt": "ok"}\nnot json\n')
+    assert result.exit_code == 2 and "<stdin>:2" in result.stderr
+
+
+def test_generate_stream_prints_the_attributed_text(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object
+) -> None:
+    result = _generate(tiny_bloom_dir, declaration, "--stream", "Write a haiku about the sea.")
+    assert result.exit_code == 0, result.output
+    assert "Machine-generated text" in result.stdout
+
+
+def test_scorer_missing_blocks_with_exit_1(
+    tiny_bloom_dir: Path, declaration: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAIL_DETOXIFY_CHECKPOINT", str(tmp_path / "missing.ckpt"))
+    result = _generate(tiny_bloom_dir, declaration, "Write a haiku about the sea.")
+    from rail.policy import PolicyEngine, load_policy
+
+    engine = PolicyEngine(load_policy("bigscience-bloom-rail-1.0"))
+    if not (engine.needs_scores("input") or engine.needs_scores("output")):
+        pytest.skip("the default pack has no toxicity rule")
+    assert result.exit_code == 1
+    assert "rail: blocked" in result.stderr and "missing.ckpt" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/no/such/model-dir", "model directory not found"),
+        ("bigscience/bloomz-560mm", "HF_HUB_OFFLINE is set"),
+    ],
+)
+def test_unloadable_model_is_a_config_error(declaration: Path, model: str, message: str) -> None:
+    result = CliRunner().invoke(
+        main, ["generate", "--model", model, "--declaration", str(declaration), "Hi."]
+    )
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_refused_declaration_names_the_clause(tiny_bloom_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "medical.yaml"
+    path.write_text(DECLARATION.replace("domains: [general]", "domains: [medical]"), encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["generate", "--model", str(tiny_bloom_dir), "--declaration", str(path), "Hi."]
+    )
+    assert result.exit_code == 2
+    assert "(l)" in result.stderr or "clause l" in result.stderr.lower()
+
+
+def test_declaration_is_required(tiny_bloom_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["generate", "--model", str(tiny_bloom_dir), "Hi."])
+    assert result.exit_code == 2 and "--declaration" in result.stderr
+
+
+def test_detect_exit_codes_follow_the_verdict(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object
+) -> None:
+    runner = CliRunner()
+    marked = _generate(
+        tiny_bloom_dir,
+        declaration,
+        "--json",
+        "--watermark",
+        "--watermark-bias",
+        "8",
+        "--max-new-tokens",
+        "200",
+        "The model writes",
+    )
+    assert marked.exit_code == 0, marked.output
+    raw = json.loads(marked.stdout)["raw_text"]
+    hit = runner.invoke(main, ["detect", "--model", str(tiny_bloom_dir), "--json", "-"], input=raw)
+    assert hit.exit_code == 0, hit.output
+    assert json.loads(hit.stdout)["detected"] and json.loads(hit.stdout)["z_score"] >= 4
+    miss = runner.invoke(
+        main,
+        [
+            "detect",
+            "--model",
+            str(tiny_bloom_dir),
+            "An ordinary sentence written by a person, with nothing hidden in it.",
+        ],
+    )
+    assert miss.exit_code == 1 and miss.stdout.startswith("not watermarked")

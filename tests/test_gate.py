@@ -1,0 +1,196 @@
+"""The gate end to end on the tiny models: checks, scores, attribution, audit records, batches and streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rail.attribution import sha256_text
+from rail.audit.record import AuditRecord
+from rail.errors import DeploymentRefused
+from rail.gate import GatedGenerator
+from rail.generation import GenerationParams, TextGenerator, load_model
+from rail.policy.decision import Action, Verdict
+from rail.scoring import ScorerSettings
+
+PERMITTED = """\
+name: writing-assistant
+purpose: Drafts short texts that a person reviews before use.
+domains: [general]
+audience: [adults]
+automated_decisions: {enabled: false, legal_effect: false, human_review: true}
+disclosure: {mode: visible, position: suffix}
+languages: [en, fr]
+"""
+MEDICAL = PERMITTED.replace("domains: [general]", "domains: [medical]")
+FAIL_OPEN = """\
+id: test-fail-open
+version: "1"
+extends: bigscience-bloom-rail-1.0
+fail_open: true
+"""
+PARAMS = GenerationParams(max_new_tokens=16, do_sample=True, seed=5)
+
+
+class ListSink:
+    """Keeps emitted records in memory."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    def emit(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_bloom_dir: Path) -> TextGenerator:
+    return load_model(str(tiny_bloom_dir))
+
+
+@pytest.fixture
+def declaration(tmp_path: Path) -> Path:
+    path = tmp_path / "deployment.yaml"
+    path.write_text(PERMITTED, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def scorer(tiny_detoxify: tuple[Path, Path]) -> ScorerSettings:
+    checkpoint, config_dir = tiny_detoxify
+    models = ("original", "unbiased", "multilingual")
+    return ScorerSettings(
+        checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
+    )
+
+
+def test_allowed_request_is_attributed_scored_and_recorded(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+) -> None:
+    sink = ListSink()
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
+    result = gate.generate("Quelle est la capitale de la France ?")
+    assert result.decision is not Verdict.BLOCKED, result.violations
+    assert result.final_text is not None and result.raw_text is not None
+    assert result.final_text.startswith(result.raw_text) or result.decision is Verdict.MODIFIED
+    assert "tiny-bloom" in result.final_text[len(result.raw_text) :]  # the disclosure names the model
+    assert result.provenance is not None
+    assert result.provenance.output_sha256 == sha256_text(result.final_text)
+    assert result.provenance.deployment == "writing-assistant"
+    assert result.provenance.licence == "bigscience-bloom-rail-1.0"
+    assert sink.records == [result.record]
+    record = result.record
+    assert record.verdict == result.decision.value and record.output_tokens == 16
+    assert record.policy_id == gate.policy.id and record.policy_sha256 == gate.policy.sha256
+    assert set(record.durations_ms) >= {"total", "input_checks", "generate", "output_checks", "attribution"}
+    if gate.engine.needs_scores("output"):
+        assert set(result.scores["output"]) >= {"toxicity", "severe_toxicity", "insult", "threat"}
+
+
+def test_batch_generates_passing_prompts_and_records_each(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+) -> None:
+    sink = ListSink()
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
+    prompts = ["Write a haiku about the sea.", "Translate to English: Je t'aime."]
+    results = gate.generate(prompts)
+    assert isinstance(results, list) and [r.prompt for r in results] == prompts
+    assert len(sink.records) == 2 and len({r.request_id for r in sink.records}) == 2
+    singles = [gate.generate(p) for p in prompts]
+    assert [r.raw_text for r in results] == [r.raw_text for r in singles]
+
+
+def test_declaration_under_a_restriction_refuses_to_start(
+    generator: TextGenerator, tmp_path: Path, scorer: ScorerSettings
+) -> None:
+    path = tmp_path / "medical.yaml"
+    path.write_text(MEDICAL, encoding="utf-8")
+    with pytest.raises(DeploymentRefused) as info:
+        GatedGenerator(model=generator, declaration=path, scorer=scorer)
+    assert "l" in info.value.clauses
+
+
+def test_declaration_is_checked_before_weights_load(tmp_path: Path, scorer: ScorerSettings) -> None:
+    path = tmp_path / "medical.yaml"
+    path.write_text(MEDICAL, encoding="utf-8")
+    with pytest.raises(DeploymentRefused):
+        GatedGenerator(model="/no/such/model", declaration=path, scorer=scorer)
+
+
+def test_scorer_failure_blocks_with_the_reason(
+    generator: TextGenerator, declaration: Path, tmp_path: Path
+) -> None:
+    broken = ScorerSettings(model="unbiased", checkpoints={"unbiased": str(tmp_path / "missing.ckpt")})
+    sink = ListSink()
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=broken, sink=sink, params=PARAMS)
+    if not gate.engine.needs_scores("input") and not gate.engine.needs_scores("output"):
+        pytest.skip("the default pack has no toxicity rule")
+    result = gate.generate("Write a haiku about the sea.")
+    assert result.decision is Verdict.BLOCKED and result.final_text is None and result.provenance is None
+    assert "missing.ckpt" in (result.reason or "")
+    assert sink.records[0].verdict == "blocked"
+
+
+def test_fail_open_policy_allows_with_a_warning(
+    generator: TextGenerator, declaration: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "fail-open.yaml"
+    policy.write_text(FAIL_OPEN, encoding="utf-8")
+    broken = ScorerSettings(model="unbiased", checkpoints={"unbiased": str(tmp_path / "missing.ckpt")})
+    gate = GatedGenerator(
+        model=generator, declaration=declaration, policy=policy, scorer=broken, params=PARAMS
+    )
+    assert gate.policy.fail_open
+    result = gate.generate("Write a haiku about the sea.")
+    assert result.allowed and result.final_text
+    assert any("missing.ckpt" in w for w in result.warnings)
+    assert all(v.action is not Action.BLOCK for v in result.violations)
+
+
+def test_stream_releases_checked_text_equal_to_the_final_text(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+) -> None:
+    sink = ListSink()
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
+    stream = gate.generate_stream("Write a haiku about the sea.")
+    chunks = list(stream)
+    result = stream.result
+    assert result is not None and result.allowed
+    assert "".join(chunks) == result.final_text
+    assert result.provenance is not None and result.provenance.output_sha256 == sha256_text("".join(chunks))
+    assert result.raw_text == gate.generate("Write a haiku about the sea.").raw_text
+    assert len(sink.records) == 2
+
+
+def test_stream_fails_closed_when_the_scorer_is_missing(
+    generator: TextGenerator, declaration: Path, tmp_path: Path
+) -> None:
+    broken = ScorerSettings(model="unbiased", checkpoints={"unbiased": str(tmp_path / "missing.ckpt")})
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=broken, params=PARAMS)
+    if not gate.engine.needs_scores("output"):
+        pytest.skip("the default pack scores no outputs")
+    stream = gate.generate_stream("Write a haiku about the sea.")
+    assert list(stream) == []
+    assert stream.result is not None and stream.result.decision is Verdict.BLOCKED
+
+
+def test_watermark_and_signature_go_into_provenance(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings, tmp_path: Path
+) -> None:
+    from rail.attribution import WatermarkSettings
+    from rail.audit.keys import generate_key
+
+    private, public = generate_key(tmp_path / "key")
+    gate = GatedGenerator(
+        model=generator,
+        declaration=declaration,
+        scorer=scorer,
+        params=PARAMS,
+        watermark=WatermarkSettings(bias=6.0),
+        signing_key=private,
+    )
+    result = gate.generate("Write a haiku about the sea.")
+    assert (
+        result.provenance is not None and result.provenance.watermark == WatermarkSettings(bias=6.0).to_dict()
+    )
+    assert result.provenance.verify(public, text=result.final_text)
