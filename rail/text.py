@@ -88,7 +88,7 @@ _CF = re.compile(f"[{_CF_CLASS}]+")
 _WORD = re.compile(r"[\w@$]+")
 _HAS_CYR_GREEK = re.compile(f"[{_CYR_GREEK}]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
-_NON_ASCII_LINE = re.compile(r"[^\n]*[^\x00-\x7f][^\n]*")
+_LINE = re.compile(r"[^\n]+")
 _LEET_WORD = re.compile(r"(?<![\w@$])[\w@$]*[013457@$][\w@$]*")
 _UNIT_OR_ORDINAL = re.compile(r"\d+[^\W\d_]{1,3}|[^\W\d_]+\d+")
 
@@ -181,9 +181,11 @@ def _expanding_casefold() -> re.Pattern[str]:
 
 def _nfkc_edits(text: str) -> Iterable[tuple[int, int, str]]:
     # Composition never crosses a line break, and ASCII-only lines are already NFKC: only look at the others.
-    for line in _NON_ASCII_LINE.finditer(text):
+    if text.isascii():
+        return
+    for line in _LINE.finditer(text):
         chunk = line.group()
-        if unicodedata.is_normalized("NFKC", chunk):
+        if chunk.isascii() or unicodedata.is_normalized("NFKC", chunk):
             continue
         base = line.start()
         i = 0

@@ -1,0 +1,102 @@
+"""Check kinds: one module per kind, discovered at import, each with its own ``params`` schema entry.
+
+A check module defines ``KIND`` (the name used in policy files), ``NEEDS_SCORES`` (whether it reads toxicity
+scores) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that kind in
+``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises :class:`~rail.errors.ConfigError`
+(through ``where.error``) for problems a schema cannot express, such as a regular expression that does not
+compile. Adding a kind is one module here plus one schema entry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rail.errors import ConfigError
+from rail.text import NormalizedText, normalize
+
+if TYPE_CHECKING:
+    from rail.policy.declaration import Declaration
+
+__all__ = ["Check", "CheckInput", "Finding", "Where", "build_check", "check_kinds"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check found: why it fired, where in the original text (if anywhere), and a redaction label."""
+
+    reason: str
+    span: tuple[int, int] | None = None
+    label: str | None = None
+
+
+@dataclass
+class CheckInput:
+    """What a check looks at: the text (normalized lazily, once per request), scores and the declaration."""
+
+    text: str
+    stage: str
+    scores: Mapping[str, float] | None = None
+    language: str | None = None
+    declaration: Declaration | None = None
+    _extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def normalized(self) -> NormalizedText:
+        return normalize(self.text)
+
+
+class Check(Protocol):
+    """A configured check: ``find`` returns what fired in one input (an empty list when nothing did)."""
+
+    def find(self, item: CheckInput) -> list[Finding]: ...
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a check's parameters were written, so build errors name the file, line and path."""
+
+    source: str
+    path: str
+    line: int | None = None
+
+    def error(self, message: str, hint: str | None = None, subpath: str = "") -> ConfigError:
+        return ConfigError(message, source=self.source, path=self.path + subpath, line=self.line, hint=hint)
+
+
+@cache
+def _modules() -> Mapping[str, ModuleType]:
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found[module.KIND] = module
+    return found
+
+
+def check_kinds() -> tuple[str, ...]:
+    """Return the names of the check kinds rail knows, sorted."""
+    return tuple(sorted(_modules()))
+
+
+def kind_needs_scores(kind: str) -> bool:
+    """Whether checks of ``kind`` read toxicity scores (and so need a model)."""
+    return bool(_modules()[kind].NEEDS_SCORES)
+
+
+def build_check(kind: str, params: Mapping[str, Any], where: Where) -> Check:
+    """Build a check of ``kind`` from validated ``params``; raise ConfigError for an unknown kind or bad params."""
+    modules = _modules()
+    if kind not in modules:
+        guess = difflib.get_close_matches(kind, modules, n=1)
+        hint = f"did you mean '{guess[0]}'?" if guess else f"known kinds: {', '.join(sorted(modules))}"
+        raise where.error(f"unknown check kind '{kind}'", hint=hint)
+    builder: Callable[[Mapping[str, Any], Where], Check] = modules[kind].build
+    return builder(params, where)
