@@ -1,3 +1,188 @@
-"""Commands of the ``rail`` CLI (filled in by the feature that owns them)."""
+"""``rail check`` (screen text against a policy) and ``rail policy validate|explain``.
 
-COMMANDS: list = []
+Exit codes: 0 everything allowed (or the policy is valid), 1 something blocked (or a clause has no control),
+2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rail.errors import ConfigError, ScorerError
+from rail.policy import DEFAULT_POLICY, Decision, PolicyEngine, Stage, load_policy
+
+_STAGES = click.Choice(["input", "output"])
+
+
+def _visible(text: str) -> str:
+    """Show invisible format characters (zero-width, bidi) as escapes so a reader sees them."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cf", "Cc") else c for c in text)
+
+
+def _read_jsonl(path: str) -> list[tuple[Any, str, str | None]]:
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"cannot read JSONL file: {exc.strerror}", source=path) from None
+    items = []
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"line {number} is not valid JSON: {exc.msg}", source=path, line=number,
+                                  hint='each line must be an object such as {"id": "1", "text": "..."}') from None
+            if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("text"), str):
+                raise ConfigError(f"line {number} needs an object with 'id' and a string 'text'", source=path,
+                                  line=number, hint='e.g. {"id": "1", "text": "Why is the sky blue?"}')
+            stage = obj.get("stage")
+            if stage is not None and stage not in ("input", "output"):
+                raise ConfigError(f"line {number}: stage must be 'input' or 'output', not {stage!r}", source=path,
+                                  line=number)
+            items.append((obj["id"], obj["text"], stage))
+    return items
+
+
+def _scores(engine: PolicyEngine, texts: Sequence[str], stages: Sequence[str], weights_free: bool,
+            scorer_settings: str | None) -> tuple[list[dict[str, float] | None], str | None]:
+    """Score the texts whose stage has toxicity rules; return per-text scores (or None) and any scorer error."""
+    wanted = [i for i, stage in enumerate(stages) if engine.needs_scores(stage)]
+    if weights_free or not wanted:
+        return [None] * len(texts), None
+    from rail.scoring import ScorerSettings, ToxicityScorer
+
+    scorer = ToxicityScorer(ScorerSettings.from_env(scorer_settings))
+    try:
+        scored = scorer.score([texts[i] for i in wanted])
+    except ScorerError as exc:
+        return [None] * len(texts), str(exc)
+    out: list[dict[str, float] | None] = [None] * len(texts)
+    for i, s in zip(wanted, scored):
+        out[i] = s
+    return out, None
+
+
+def _human(decision: Decision, text: str, stage: str, policy_id: str) -> str:
+    lines = [f"{decision.verdict.value.upper()}  ({policy_id}, stage {stage})"]
+    for v in decision.violations:
+        clause = f"clause ({v.restriction})" if v.restriction else "no clause"
+        lines.append(f"  - {v.rule}  {clause}  {v.action.value}  {v.severity}: {v.reason}")
+        if v.span:
+            lines.append(f"      at {v.span[0]}-{v.span[1]}: \"{_visible(text[v.span[0]:v.span[1]])}\"")
+    if decision.verdict.value == "modified":
+        lines.append(f"  text: {_visible(decision.text)}")
+    if decision.skipped:
+        lines.append(f"  skipped (need model weights): {', '.join(decision.skipped)}")
+    return "\n".join(lines)
+
+
+def _result(decision: Decision, stage: str) -> dict[str, Any]:
+    out = decision.to_dict()
+    out["stage"] = stage
+    if decision.verdict.value == "modified":
+        out["text"] = decision.text
+    return out
+
+
+@click.command("check")
+@click.argument("text", required=False)
+@click.option("--policy", "policy_ref", default=DEFAULT_POLICY, show_default=True,
+              help="Policy file, or the name of a packaged policy.")
+@click.option("--stage", type=_STAGES, default="input", show_default=True,
+              help="Check TEXT as a prompt (input) or a model output (output).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a readable report.")
+@click.option("--jsonl", "jsonl", metavar="FILE",
+              help="Check each line of FILE ('-' for stdin): objects with id, text and optional stage.")
+@click.option("--weights-free", is_flag=True,
+              help="Run only checks that need no model weights; the output names the checks skipped.")
+@click.option("--scorer-settings", metavar="FILE", help="Scorer settings YAML (see rail generate).")
+def check_command(text: str | None, policy_ref: str, stage: str, as_json: bool, jsonl: str | None,
+                  weights_free: bool, scorer_settings: str | None) -> None:
+    """Check TEXT (or '-' for stdin) against a policy; exit 0 if allowed, 1 if blocked, 2 on errors."""
+    if jsonl is not None and text is not None:
+        raise click.UsageError("give either TEXT or --jsonl FILE, not both")
+    if jsonl is None and text is None:
+        raise click.UsageError("give the TEXT to check ('-' reads stdin), or --jsonl FILE")
+    policy = load_policy(policy_ref)
+    engine = PolicyEngine(policy)
+    if jsonl is not None:
+        items = _read_jsonl(jsonl)
+    else:
+        body = sys.stdin.read() if text == "-" else text
+        items = [(None, body, stage)]
+    stages = [item_stage or stage for _, _, item_stage in items]
+    texts = [body for _, body, _ in items]
+    scores, error = _scores(engine, texts, stages, weights_free, scorer_settings)
+    blocked = False
+    for (item_id, body, _), item_stage, item_scores in zip(items, stages, scores):
+        decision = engine.check(body, item_stage, scores=item_scores, scores_error=error,
+                                weights_free=weights_free)
+        blocked = blocked or not decision.allowed
+        if jsonl is not None:
+            click.echo(json.dumps({"id": item_id, **_result(decision, item_stage)}, ensure_ascii=False))
+        elif as_json:
+            result = _result(decision, item_stage)
+            result["policy"] = {"id": policy.id, "version": policy.version, "sha256": policy.sha256}
+            click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        else:
+            click.echo(_human(decision, body, item_stage, policy.id))
+    sys.exit(1 if blocked else 0)
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Validate a policy file or print its coverage of the licence clauses."""
+
+
+@policy_group.command("validate")
+@click.argument("file")
+def validate_command(file: str) -> None:
+    """Validate FILE (or a packaged policy name); exit 0 if valid, 2 with the problem otherwise."""
+    policy = load_policy(file)
+    click.echo(f"ok: {policy.source}: policy {policy.id} {policy.version}, {len(policy.rules)} rules, "
+               f"licence {policy.licence}, sha256 {policy.sha256}")
+
+
+@policy_group.command("explain")
+@click.argument("file", required=False, default=DEFAULT_POLICY)
+@click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
+def explain_command(file: str, as_json: bool) -> None:
+    """Print the coverage matrix of FILE clause by clause; exit 1 if a clause has no control."""
+    from rail.policy.coverage import coverage
+
+    policy = load_policy(file)
+    rows, others = coverage(policy)
+    gaps = [row.clause for row in rows if not row.covered]
+    if as_json:
+        click.echo(json.dumps({"policy": policy.id, "version": policy.version, "licence": policy.licence,
+                               "sha256": policy.sha256, "clauses": [r.to_dict() for r in rows],
+                               "other_controls": [c.to_dict() for c in others], "gaps": gaps},
+                              ensure_ascii=False, indent=2))
+        sys.exit(1 if gaps else 0)
+    click.echo(f"{policy.id} {policy.version} — coverage of {policy.licence}")
+    for row in rows:
+        short = row.text if len(row.text) <= 90 else row.text[:87].rstrip() + "..."
+        click.echo(f"\n({row.clause}) {short}")
+        if not row.covered:
+            click.echo("    NO CONTROL — this clause is not covered by the policy")
+        for c in row.controls:
+            click.echo(f"    {c.name:<36} {', '.join(c.modes):<45} stages: {', '.join(c.stages)}")
+    if others:
+        click.echo("\nControls citing no licence clause:")
+        for c in others:
+            ref = f"  [{c.reference}]" if c.reference else ""
+            click.echo(f"    {c.name:<36} {', '.join(c.modes):<45} stages: {', '.join(c.stages)}{ref}")
+    click.echo(f"\n{len(rows) - len(gaps)}/{len(rows)} clauses covered" + (f"; gaps: {', '.join(gaps)}" if gaps else ""))
+    sys.exit(1 if gaps else 0)
+
+
+COMMANDS: list[click.Command] = [check_command, policy_group]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -102,13 +102,7 @@ def _from_document(doc: YamlDocument) -> Declaration:
         source=doc.source,
     )
     canonical = json.dumps(declaration.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return _with_hash(declaration, hashlib.sha256(canonical.encode("utf-8")).hexdigest())
-
-
-def _with_hash(declaration: Declaration, digest: str) -> Declaration:
-    from dataclasses import replace
-
-    return replace(declaration, sha256=digest)
+    return replace(declaration, sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest())
 
 
 def load_declaration(path: str | Path) -> Declaration:
