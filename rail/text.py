@@ -4,15 +4,19 @@ Every lexical check (phrase lists, regular expressions) runs on ``normalize(text
 
 1. Unicode NFKC (fullwidth, ligatures, mathematical letters, circled letters become plain characters).
 2. Format characters removed (Unicode category Cf: zero-width spaces and joiners, bidi controls, soft hyphen,
-   BOM, tag characters); characters whose case folding is longer than one character are expanded (``ß`` → ``ss``).
+   BOM, tag characters); characters whose case folding is longer than one character are expanded
+   (``ß`` → ``ss``).
 3. Words spelled letter by letter with separators are joined: ``m.e.t.h``, ``m-e-t-h``, ``m e t h`` → ``meth``
-   (three or more single characters, at least one a letter, separated by one to three of ``space . - _ * | / \\ ~ + · •``).
+   (three or more single characters, at least one a letter, separated by one to three of
+   ``space . - _ * | / \\ ~ + · •``).
 4. Runs of whitespace become one space.
-5. Cyrillic and Greek look-alikes become Latin letters — only in a word that mixes them with Latin letters, or in a
-   word made only of look-alikes in a text whose letters are mostly Latin. Genuine Russian or Greek text is kept.
+5. Cyrillic and Greek look-alikes become Latin letters, but only in a word that mixes them with Latin
+   letters, or in a word made only of look-alikes in a text whose letters are mostly Latin. Genuine Russian
+   or Greek text is kept.
 6. Case folding; typographic quotes and apostrophes become ASCII ``'`` and ``"``; every whitespace character
    becomes a space.
-7. Leetspeak digits and symbols (``0 1 3 4 5 7 @ $`` → ``o i e a s t a s``) inside letter-dominated words only, so
+7. Leetspeak digits and symbols (``0 1 3 4 5 7 @ $`` → ``o i e a s t a s``) inside letter-dominated
+   words only, so
    phone numbers, years, versions, ordinals (``4th``) and names such as ``mp3`` are untouched.
 
 Every step is linear in the input: the regular expressions used here are built so that no input makes them
@@ -39,37 +43,144 @@ __all__ = ["NormalizedText", "normalize"]
 
 # Unicode category Cf (format characters) as of Unicode 14; tests compare this with unicodedata.
 _CF_RANGES = (
-    (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),
-    (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E),
-    (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD), (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x13438),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
     (0xE0020, 0xE007F),
 )
 _CF_CLASS = "".join(f"{chr(a)}-{chr(b)}" if a != b else chr(a) for a, b in _CF_RANGES)
 
 # Look-alikes of Latin letters in Cyrillic and Greek, case kept (upper maps to upper, lower to lower).
-_HOMOGLYPHS = str.maketrans({
-    # Cyrillic
-    "А": "A", "В": "B", "Е": "E", "Ё": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
-    "Т": "T", "У": "Y", "Х": "X", "І": "I", "Ї": "I", "Ј": "J", "Ѕ": "S", "Ԛ": "Q", "Ԝ": "W", "Һ": "H",
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
-    "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w",
-    "һ": "h", "ү": "y", "ɡ": "g",
-    # Greek
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
-    "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
-    "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u", "ν": "v", "ο": "o",
-    "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ς": "c",
-})
+_HOMOGLYPHS = str.maketrans(
+    {
+        # Cyrillic
+        "А": "A",
+        "В": "B",
+        "Е": "E",
+        "Ё": "E",
+        "К": "K",
+        "М": "M",
+        "Н": "H",
+        "О": "O",
+        "Р": "P",
+        "С": "C",
+        "Т": "T",
+        "У": "Y",
+        "Х": "X",
+        "І": "I",
+        "Ї": "I",
+        "Ј": "J",
+        "Ѕ": "S",
+        "Ԛ": "Q",
+        "Ԝ": "W",
+        "Һ": "H",
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "һ": "h",
+        "ү": "y",
+        "ɡ": "g",
+        # Greek
+        "Α": "A",
+        "Β": "B",
+        "Ε": "E",
+        "Ζ": "Z",
+        "Η": "H",
+        "Ι": "I",
+        "Κ": "K",
+        "Μ": "M",
+        "Ν": "N",
+        "Ο": "O",
+        "Ρ": "P",
+        "Τ": "T",
+        "Υ": "Y",
+        "Χ": "X",
+        "α": "a",
+        "β": "b",
+        "γ": "y",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "μ": "u",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ς": "c",
+    }
+)
 _CONFUSABLE = frozenset(chr(c) for c in _HOMOGLYPHS)
 _CYR_GREEK = "\u0370-\u03ff\u0400-\u052f"
 
-_QUOTES_AND_SPACE = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u02bc": "'", "\u2032": "'", "\u00b4": "'",
-    "`": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
-    "\u00bb": '"', "\t": " ", "\n": " ", "\r": " ", "\x0b": " ", "\x0c": " ", "\x85": " ", "\u2028": " ",
-    "\u2029": " ", "\x1c": " ", "\x1d": " ", "\x1e": " ", "\x1f": " ", "\u1680": " ",
-})
+_QUOTES_AND_SPACE = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u02bc": "'",
+        "\u2032": "'",
+        "\u00b4": "'",
+        "`": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\t": " ",
+        "\n": " ",
+        "\r": " ",
+        "\x0b": " ",
+        "\x0c": " ",
+        "\x85": " ",
+        "\u2028": " ",
+        "\u2029": " ",
+        "\x1c": " ",
+        "\x1d": " ",
+        "\x1e": " ",
+        "\x1f": " ",
+        "\u1680": " ",
+    }
+)
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_CHARS = frozenset("013457@$")
@@ -161,7 +272,9 @@ class NormalizedText:
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Return the span of ``original`` that the normalized span ``[start, end)`` came from."""
         if not 0 <= start <= end <= len(self.text):
-            raise ValueError(f"span ({start}, {end}) is outside the normalized text of length {len(self.text)}")
+            raise ValueError(
+                f"span ({start}, {end}) is outside the normalized text of length {len(self.text)}"
+            )
         if start == end:
             for stage in reversed(self._stages):
                 start = stage.point(start)
@@ -258,7 +371,10 @@ def _fold_leet(text: str) -> str:
 
 
 _EDIT_STEPS: tuple[Callable[[str], Iterable[tuple[int, int, str]]], ...] = (
-    _nfkc_edits, _format_edits, _spelled_edits, _whitespace_edits,
+    _nfkc_edits,
+    _format_edits,
+    _spelled_edits,
+    _whitespace_edits,
 )
 
 
@@ -277,4 +393,3 @@ def normalize(text: str) -> NormalizedText:
     current = current.casefold().translate(_QUOTES_AND_SPACE)
     current = _fold_leet(current)
     return NormalizedText(current, text, tuple(stages))
-

@@ -10,13 +10,12 @@ import json
 import sys
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from rail.errors import ConfigError, ScorerError
-from rail.policy import DEFAULT_POLICY, Decision, PolicyEngine, Stage, load_policy
+from rail.policy import DEFAULT_POLICY, Decision, PolicyEngine, load_policy
 
 _STAGES = click.Choice(["input", "output"])
 
@@ -28,7 +27,7 @@ def _visible(text: str) -> str:
 
 def _read_jsonl(path: str) -> list[tuple[Any, str, str | None]]:
     try:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read JSONL file: {exc.strerror}", source=path) from None
     items = []
@@ -39,22 +38,38 @@ def _read_jsonl(path: str) -> list[tuple[Any, str, str | None]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"line {number} is not valid JSON: {exc.msg}", source=path, line=number,
-                                  hint='each line must be an object such as {"id": "1", "text": "..."}') from None
+                raise ConfigError(
+                    f"line {number} is not valid JSON: {exc.msg}",
+                    source=path,
+                    line=number,
+                    hint='each line must be an object such as {"id": "1", "text": "..."}',
+                ) from None
             if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("text"), str):
-                raise ConfigError(f"line {number} needs an object with 'id' and a string 'text'", source=path,
-                                  line=number, hint='e.g. {"id": "1", "text": "Why is the sky blue?"}')
+                raise ConfigError(
+                    f"line {number} needs an object with 'id' and a string 'text'",
+                    source=path,
+                    line=number,
+                    hint='e.g. {"id": "1", "text": "Why is the sky blue?"}',
+                )
             stage = obj.get("stage")
             if stage is not None and stage not in ("input", "output"):
-                raise ConfigError(f"line {number}: stage must be 'input' or 'output', not {stage!r}", source=path,
-                                  line=number)
+                raise ConfigError(
+                    f"line {number}: stage must be 'input' or 'output', not {stage!r}",
+                    source=path,
+                    line=number,
+                )
             items.append((obj["id"], obj["text"], stage))
     return items
 
 
-def _scores(engine: PolicyEngine, texts: Sequence[str], stages: Sequence[str], weights_free: bool,
-            scorer_settings: str | None) -> tuple[list[dict[str, float] | None], str | None]:
-    """Score the texts whose stage has toxicity rules; return per-text scores (or None) and any scorer error."""
+def _scores(
+    engine: PolicyEngine,
+    texts: Sequence[str],
+    stages: Sequence[str],
+    weights_free: bool,
+    scorer_settings: str | None,
+) -> tuple[list[dict[str, float] | None], str | None]:
+    """Score texts whose stage has toxicity rules; return per-text scores (or None) and any error."""
     wanted = [i for i, stage in enumerate(stages) if engine.needs_scores(stage)]
     if weights_free or not wanted:
         return [None] * len(texts), None
@@ -66,7 +81,7 @@ def _scores(engine: PolicyEngine, texts: Sequence[str], stages: Sequence[str], w
     except ScorerError as exc:
         return [None] * len(texts), str(exc)
     out: list[dict[str, float] | None] = [None] * len(texts)
-    for i, s in zip(wanted, scored):
+    for i, s in zip(wanted, scored, strict=True):
         out[i] = s
     return out, None
 
@@ -77,7 +92,7 @@ def _human(decision: Decision, text: str, stage: str, policy_id: str) -> str:
         clause = f"clause ({v.restriction})" if v.restriction else "no clause"
         lines.append(f"  - {v.rule}  {clause}  {v.action.value}  {v.severity}: {v.reason}")
         if v.span:
-            lines.append(f"      at {v.span[0]}-{v.span[1]}: \"{_visible(text[v.span[0]:v.span[1]])}\"")
+            lines.append(f'      at {v.span[0]}-{v.span[1]}: "{_visible(text[v.span[0] : v.span[1]])}"')
     if decision.verdict.value == "modified":
         lines.append(f"  text: {_visible(decision.text)}")
     if decision.skipped:
@@ -95,18 +110,42 @@ def _result(decision: Decision, stage: str) -> dict[str, Any]:
 
 @click.command("check")
 @click.argument("text", required=False)
-@click.option("--policy", "policy_ref", default=DEFAULT_POLICY, show_default=True,
-              help="Policy file, or the name of a packaged policy.")
-@click.option("--stage", type=_STAGES, default="input", show_default=True,
-              help="Check TEXT as a prompt (input) or a model output (output).")
+@click.option(
+    "--policy",
+    "policy_ref",
+    default=DEFAULT_POLICY,
+    show_default=True,
+    help="Policy file, or the name of a packaged policy.",
+)
+@click.option(
+    "--stage",
+    type=_STAGES,
+    default="input",
+    show_default=True,
+    help="Check TEXT as a prompt (input) or a model output (output).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a readable report.")
-@click.option("--jsonl", "jsonl", metavar="FILE",
-              help="Check each line of FILE ('-' for stdin): objects with id, text and optional stage.")
-@click.option("--weights-free", is_flag=True,
-              help="Run only checks that need no model weights; the output names the checks skipped.")
+@click.option(
+    "--jsonl",
+    "jsonl",
+    metavar="FILE",
+    help="Check each line of FILE ('-' for stdin): objects with id, text and optional stage.",
+)
+@click.option(
+    "--weights-free",
+    is_flag=True,
+    help="Run only checks that need no model weights; the output names the checks skipped.",
+)
 @click.option("--scorer-settings", metavar="FILE", help="Scorer settings YAML (see rail generate).")
-def check_command(text: str | None, policy_ref: str, stage: str, as_json: bool, jsonl: str | None,
-                  weights_free: bool, scorer_settings: str | None) -> None:
+def check_command(
+    text: str | None,
+    policy_ref: str,
+    stage: str,
+    as_json: bool,
+    jsonl: str | None,
+    weights_free: bool,
+    scorer_settings: str | None,
+) -> None:
     """Check TEXT (or '-' for stdin) against a policy; exit 0 if allowed, 1 if blocked, 2 on errors."""
     if jsonl is not None and text is not None:
         raise click.UsageError("give either TEXT or --jsonl FILE, not both")
@@ -123,9 +162,10 @@ def check_command(text: str | None, policy_ref: str, stage: str, as_json: bool, 
     texts = [body for _, body, _ in items]
     scores, error = _scores(engine, texts, stages, weights_free, scorer_settings)
     blocked = False
-    for (item_id, body, _), item_stage, item_scores in zip(items, stages, scores):
-        decision = engine.check(body, item_stage, scores=item_scores, scores_error=error,
-                                weights_free=weights_free)
+    for (item_id, body, _), item_stage, item_scores in zip(items, stages, scores, strict=True):
+        decision = engine.check(
+            body, item_stage, scores=item_scores, scores_error=error, weights_free=weights_free
+        )
         blocked = blocked or not decision.allowed
         if jsonl is not None:
             click.echo(json.dumps({"id": item_id, **_result(decision, item_stage)}, ensure_ascii=False))
@@ -148,8 +188,10 @@ def policy_group() -> None:
 def validate_command(file: str) -> None:
     """Validate FILE (or a packaged policy name); exit 0 if valid, 2 with the problem otherwise."""
     policy = load_policy(file)
-    click.echo(f"ok: {policy.source}: policy {policy.id} {policy.version}, {len(policy.rules)} rules, "
-               f"licence {policy.licence}, sha256 {policy.sha256}")
+    click.echo(
+        f"ok: {policy.source}: policy {policy.id} {policy.version}, {len(policy.rules)} rules, "
+        f"licence {policy.licence}, sha256 {policy.sha256}"
+    )
 
 
 @policy_group.command("explain")
@@ -163,10 +205,21 @@ def explain_command(file: str, as_json: bool) -> None:
     rows, others = coverage(policy)
     gaps = [row.clause for row in rows if not row.covered]
     if as_json:
-        click.echo(json.dumps({"policy": policy.id, "version": policy.version, "licence": policy.licence,
-                               "sha256": policy.sha256, "clauses": [r.to_dict() for r in rows],
-                               "other_controls": [c.to_dict() for c in others], "gaps": gaps},
-                              ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "policy": policy.id,
+                    "version": policy.version,
+                    "licence": policy.licence,
+                    "sha256": policy.sha256,
+                    "clauses": [r.to_dict() for r in rows],
+                    "other_controls": [c.to_dict() for c in others],
+                    "gaps": gaps,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         sys.exit(1 if gaps else 0)
     click.echo(f"{policy.id} {policy.version} — coverage of {policy.licence}")
     for row in rows:
@@ -181,7 +234,10 @@ def explain_command(file: str, as_json: bool) -> None:
         for c in others:
             ref = f"  [{c.reference}]" if c.reference else ""
             click.echo(f"    {c.name:<36} {', '.join(c.modes):<45} stages: {', '.join(c.stages)}{ref}")
-    click.echo(f"\n{len(rows) - len(gaps)}/{len(rows)} clauses covered" + (f"; gaps: {', '.join(gaps)}" if gaps else ""))
+    click.echo(
+        f"\n{len(rows) - len(gaps)}/{len(rows)} clauses covered"
+        + (f"; gaps: {', '.join(gaps)}" if gaps else "")
+    )
     sys.exit(1 if gaps else 0)
 
 

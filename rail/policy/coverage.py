@@ -22,8 +22,13 @@ class Control:
     reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"control": self.name, "coverage": list(self.modes), "stages": list(self.stages),
-                "action": self.action, "reference": self.reference}
+        return {
+            "control": self.name,
+            "coverage": list(self.modes),
+            "stages": list(self.stages),
+            "action": self.action,
+            "reference": self.reference,
+        }
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,12 @@ class ClauseCoverage:
         return bool(self.controls)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clause": self.clause, "text": self.text, "covered": self.covered,
-                "controls": [c.to_dict() for c in self.controls]}
+        return {
+            "clause": self.clause,
+            "text": self.text,
+            "covered": self.covered,
+            "controls": [c.to_dict() for c in self.controls],
+        }
 
 
 def coverage(policy: Policy) -> tuple[tuple[ClauseCoverage, ...], tuple[Control, ...]]:
@@ -49,8 +58,9 @@ def coverage(policy: Policy) -> tuple[tuple[ClauseCoverage, ...], tuple[Control,
     by_clause: dict[str, list[Control]] = {letter: [] for letter in licence.restrictions}
     unattached = []
     for rule in policy.rules:
-        control = Control(rule.id, rule.coverage, tuple(s.value for s in rule.stages), rule.action.value,
-                          rule.reference)
+        control = Control(
+            rule.id, rule.coverage, tuple(s.value for s in rule.stages), rule.action.value, rule.reference
+        )
         cited = [r.clause for r in rule.restrictions if r.licence == policy.licence]
         for letter in cited:
             by_clause[letter].append(control)
@@ -61,6 +71,8 @@ def coverage(policy: Policy) -> tuple[tuple[ClauseCoverage, ...], tuple[Control,
         for r in policy.attribution.restrictions:
             if r.licence == policy.licence:
                 by_clause[r.clause].append(control)
-    rows = tuple(ClauseCoverage(letter, licence.restrictions[letter], tuple(controls))
-                 for letter, controls in by_clause.items())
+    rows = tuple(
+        ClauseCoverage(letter, licence.restrictions[letter], tuple(controls))
+        for letter, controls in by_clause.items()
+    )
     return rows, tuple(unattached)

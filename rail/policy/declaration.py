@@ -20,8 +20,13 @@ from typing import Any
 
 from rail.yamlio import YamlDocument, load_schema, load_yaml, load_yaml_text, validate
 
-__all__ = ["AutomatedDecisions", "Declaration", "DisclosureSettings", "load_declaration",
-           "load_declaration_text"]
+__all__ = [
+    "AutomatedDecisions",
+    "Declaration",
+    "DisclosureSettings",
+    "load_declaration",
+    "load_declaration_text",
+]
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class AutomatedDecisions:
 
 @dataclass(frozen=True)
 class DisclosureSettings:
-    """How the deployment tells readers that text is machine-generated: mode, position, wording per language."""
+    """How readers are told text is machine-generated: mode, position, wording per language."""
 
     mode: str = "visible"
     position: str = "suffix"
@@ -92,11 +97,15 @@ def _from_document(doc: YamlDocument) -> Declaration:
         domains=tuple(data["domains"]),
         audience=tuple(data["audience"]),
         automated_decisions=AutomatedDecisions(
-            enabled=auto["enabled"], legal_effect=auto.get("legal_effect", False),
-            human_review=auto.get("human_review", False)),
+            enabled=auto["enabled"],
+            legal_effect=auto.get("legal_effect", False),
+            human_review=auto.get("human_review", False),
+        ),
         disclosure=DisclosureSettings(
-            mode=disclosure["mode"], position=disclosure.get("position", "suffix"),
-            wording=MappingProxyType(dict(disclosure.get("wording", {})))),
+            mode=disclosure["mode"],
+            position=disclosure.get("position", "suffix"),
+            wording=MappingProxyType(dict(disclosure.get("wording", {}))),
+        ),
         languages=tuple(data.get("languages", ())),
         contact=data.get("contact"),
         source=doc.source,
@@ -106,7 +115,7 @@ def _from_document(doc: YamlDocument) -> Declaration:
 
 
 def load_declaration(path: str | Path) -> Declaration:
-    """Load and validate the deployment declaration at ``path``; raise ConfigError naming file, line and key."""
+    """Load and validate the declaration at ``path``; raise ConfigError naming file, line and key."""
     return _from_document(load_yaml(path))
 
 

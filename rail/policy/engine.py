@@ -37,9 +37,16 @@ class PolicyEngine:
         """Whether any rule at ``stage`` needs toxicity scores (callers can skip scoring otherwise)."""
         return any(r.needs_scores for r in self.rules_for(stage))
 
-    def check(self, text: str, stage: Stage | str, *, scores: Mapping[str, float] | None = None,
-              scores_error: str | None = None, language: str | None = None,
-              weights_free: bool = False) -> Decision:
+    def check(
+        self,
+        text: str,
+        stage: Stage | str,
+        *,
+        scores: Mapping[str, float] | None = None,
+        scores_error: str | None = None,
+        language: str | None = None,
+        weights_free: bool = False,
+    ) -> Decision:
         """Check ``text`` at ``stage`` (input or output) and return the Decision.
 
         Toxicity rules read ``scores`` (detoxify label → probability). Without scores, a weights-free run
@@ -70,7 +77,9 @@ class PolicyEngine:
         if any(v.action is Action.BLOCK for v in violations):
             return Decision(Verdict.BLOCKED, text, tuple(violations), tuple(skipped))
         if redactions:
-            return Decision(Verdict.MODIFIED, replace_spans(text, redactions), tuple(violations), tuple(skipped))
+            return Decision(
+                Verdict.MODIFIED, replace_spans(text, redactions), tuple(violations), tuple(skipped)
+            )
         return Decision(Verdict.ALLOWED, text, tuple(violations), tuple(skipped))
 
     def check_deployment(self, declaration: Declaration) -> Decision:
@@ -82,14 +91,18 @@ class PolicyEngine:
             for finding in rule.check.find(item)
         ]
         blocked = any(v.action in (Action.BLOCK, Action.REDACT) for v in violations)
-        return Decision(Verdict.BLOCKED if blocked else Verdict.ALLOWED, declaration.purpose, tuple(violations))
+        return Decision(
+            Verdict.BLOCKED if blocked else Verdict.ALLOWED, declaration.purpose, tuple(violations)
+        )
 
     def require_deployment(self, declaration: Declaration) -> Decision:
-        """Return the deployment Decision; raise DeploymentRefused naming the clauses and rules if it is blocked."""
+        """Return the deployment Decision; raise DeploymentRefused naming clauses and rules if blocked."""
         decision = self.check_deployment(declaration)
         if decision.allowed:
             return decision
-        refusing = [v for v in decision.violations if v.action is not Action.WARN and v.action is not Action.LOG]
+        refusing = [
+            v for v in decision.violations if v.action is not Action.WARN and v.action is not Action.LOG
+        ]
         clauses = tuple(sorted({v.restriction for v in refusing if v.restriction}))
         lines = "; ".join(
             f"{v.rule}" + (f" (clause ({v.restriction}))" if v.restriction else "") + f": {v.reason}"
@@ -98,14 +111,24 @@ class PolicyEngine:
         named = ", ".join(f"({c})" for c in clauses) or "the model card's out-of-scope uses"
         raise DeploymentRefused(
             f"deployment '{declaration.name}' ({declaration.source}) is refused under {named} of "
-            f"{self.policy.licence}: {lines}", clauses=clauses)
+            f"{self.policy.licence}: {lines}",
+            clauses=clauses,
+        )
 
-    def _violation(self, rule: Rule, stage: Stage, reason: str, span: tuple[int, int] | None,
-                   action: Action) -> Violation:
+    def _violation(
+        self, rule: Rule, stage: Stage, reason: str, span: tuple[int, int] | None, action: Action
+    ) -> Violation:
         first = rule.restrictions[0] if rule.restrictions else None
         text = reason
         if rule.reference:
             text += f" [{rule.reference}]"
-        return Violation(rule=rule.id, restriction=first.clause if first else None,
-                         licence=first.licence if first else None, stage=stage, action=action,
-                         severity=rule.severity, reason=text, span=span)
+        return Violation(
+            rule=rule.id,
+            restriction=first.clause if first else None,
+            licence=first.licence if first else None,
+            stage=stage,
+            action=action,
+            severity=rule.severity,
+            reason=text,
+            span=span,
+        )

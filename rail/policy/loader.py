@@ -23,15 +23,30 @@ from rail.policy.decision import Action, Stage
 from rail.resources import data_dir
 from rail.yamlio import YamlDocument, format_path, load_schema, load_yaml, load_yaml_text, validate
 
-__all__ = ["COVERAGE_MODES", "Policy", "Restriction", "Rule", "available_policies", "load_policy",
-           "load_policy_text"]
+__all__ = [
+    "COVERAGE_MODES",
+    "Policy",
+    "Restriction",
+    "Rule",
+    "available_policies",
+    "load_policy",
+    "load_policy_text",
+]
 
 DEFAULT_POLICY = "bigscience-bloom-rail-1.0"
-COVERAGE_MODES = ("screened-in-prompts", "screened-in-outputs", "required-declaration", "always-on-attribution")
+COVERAGE_MODES = (
+    "screened-in-prompts",
+    "screened-in-outputs",
+    "required-declaration",
+    "always-on-attribution",
+)
 _RULE_REQUIRED = ("description", "restrictions", "stages", "check", "action", "severity", "coverage")
 _TOP_REQUIRED = ("id", "version", "licence", "rules")
-_COVERAGE_STAGE = {"screened-in-prompts": "input", "screened-in-outputs": "output",
-                   "required-declaration": "deployment"}
+_COVERAGE_STAGE = {
+    "screened-in-prompts": "input",
+    "screened-in-outputs": "output",
+    "required-declaration": "deployment",
+}
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,9 @@ def available_policies() -> tuple[str, ...]:
 
 
 def _is_pack_name(ref: str) -> bool:
-    return "/" not in ref and "\\" not in ref and not ref.endswith((".yaml", ".yml")) and not Path(ref).exists()
+    return (
+        "/" not in ref and "\\" not in ref and not ref.endswith((".yaml", ".yml")) and not Path(ref).exists()
+    )
 
 
 def _read(ref: str, base: Path | None, where: tuple[str, int | None] | None) -> YamlDocument:
@@ -114,16 +131,25 @@ def _read(ref: str, base: Path | None, where: tuple[str, int | None] | None) -> 
         if not pack.is_file():
             known = ", ".join(available_policies())
             source, line = where if where else (None, None)
-            raise ConfigError(f"no policy file or packaged policy named '{ref}'", source=source, line=line,
-                              path="extends" if where else None,
-                              hint=f"give a path to a .yaml file, or one of: {known}")
+            raise ConfigError(
+                f"no policy file or packaged policy named '{ref}'",
+                source=source,
+                line=line,
+                path="extends" if where else None,
+                hint=f"give a path to a .yaml file, or one of: {known}",
+            )
         return load_yaml_text(pack.read_text(encoding="utf-8"), str(pack))
     path = Path(ref)
     if base is not None and not path.is_absolute():
         path = base / path
     if where is not None and not path.exists():
-        raise ConfigError(f"extended policy file '{ref}' not found (looked at {path})", source=where[0],
-                          line=where[1], path="extends", hint="paths in extends are relative to the extending file")
+        raise ConfigError(
+            f"extended policy file '{ref}' not found (looked at {path})",
+            source=where[0],
+            line=where[1],
+            path="extends",
+            hint="paths in extends are relative to the extending file",
+        )
     return load_yaml(path)
 
 
@@ -134,19 +160,30 @@ def _identity(doc: YamlDocument) -> str:
         return doc.source
 
 
-def _resolve(doc: YamlDocument, stack: list[str],
-             ) -> tuple[dict[str, Any], dict[str, tuple[str, int | None]], list[str]]:
-    """Return the merged document, the (source, line) each rule was last defined at, and the chain of files."""
+def _resolve(
+    doc: YamlDocument,
+    stack: list[str],
+) -> tuple[dict[str, Any], dict[str, tuple[str, int | None]], list[str]]:
+    """Return the merged document, where each rule was last defined, and the chain of files."""
     identity = _identity(doc)
     if identity in stack:
-        cycle = " -> ".join([*stack[stack.index(identity):], identity])
-        raise ConfigError(f"policies extend each other in a cycle: {cycle}", source=doc.source,
-                          line=doc.line_of(["extends"]), path="extends", hint="remove one of the extends")
+        cycle = " -> ".join([*stack[stack.index(identity) :], identity])
+        raise ConfigError(
+            f"policies extend each other in a cycle: {cycle}",
+            source=doc.source,
+            line=doc.line_of(["extends"]),
+            path="extends",
+            hint="remove one of the extends",
+        )
     if len(stack) >= 16:
         raise ConfigError("policies extend each other more than 16 levels deep", source=doc.source)
     if not isinstance(doc.data, dict):
-        raise ConfigError("a policy must be a mapping of keys (id, version, licence, rules, …)", source=doc.source,
-                          line=1, hint="see docs/policy.md for the layout")
+        raise ConfigError(
+            "a policy must be a mapping of keys (id, version, licence, rules, …)",
+            source=doc.source,
+            line=1,
+            hint="see docs/policy.md for the layout",
+        )
     validate(doc, load_schema("policy.schema.json"), "policy")
     data = doc.data
     origins: dict[str, tuple[str, int | None]] = {}
@@ -165,9 +202,13 @@ def _resolve(doc: YamlDocument, stack: list[str],
     for index, rule in enumerate(data.get("rules", [])):
         line = doc.line_of(["rules", index])
         if rule["id"] in seen:
-            raise ConfigError(f"rule id '{rule['id']}' appears twice (first on line {seen[rule['id']]})",
-                              source=doc.source, line=line, path=format_path(["rules", index, "id"]),
-                              hint="rule ids must be unique within a file; rename one")
+            raise ConfigError(
+                f"rule id '{rule['id']}' appears twice (first on line {seen[rule['id']]})",
+                source=doc.source,
+                line=line,
+                path=format_path(["rules", index, "id"]),
+                hint="rule ids must be unique within a file; rename one",
+            )
         seen[rule["id"]] = line
         if rule["id"] in by_id:
             by_id[rule["id"]].update(copy.deepcopy(rule))
@@ -184,43 +225,84 @@ def _build_rule(raw: Mapping[str, Any], licence: str, origin: tuple[str, int | N
     path = f"rules[{index}]"
     missing = [k for k in _RULE_REQUIRED if k not in raw]
     if missing:
-        raise ConfigError(f"rule '{raw['id']}' is missing {', '.join(missing)}", source=source, line=line, path=path,
-                          hint="a new rule needs every field; only a rule that overrides a parent rule may omit them")
+        raise ConfigError(
+            f"rule '{raw['id']}' is missing {', '.join(missing)}",
+            source=source,
+            line=line,
+            path=path,
+            hint="a new rule needs every field; only a rule that overrides a parent rule may omit them",
+        )
     restrictions = []
     for r in raw["restrictions"]:
         rlicence = r.get("licence", licence)
         lic = get_licence(rlicence)
         if r["clause"] not in lic.restrictions:
-            raise ConfigError(f"licence {rlicence} has no restriction ({r['clause']})", source=source, line=line,
-                              path=f"{path}.restrictions",
-                              hint=f"use one of {', '.join(lic.restrictions)}")
+            raise ConfigError(
+                f"licence {rlicence} has no restriction ({r['clause']})",
+                source=source,
+                line=line,
+                path=f"{path}.restrictions",
+                hint=f"use one of {', '.join(lic.restrictions)}",
+            )
         restrictions.append(Restriction(rlicence, r["clause"]))
     stages = tuple(Stage(s) for s in raw["stages"])
     kind = raw["check"]["kind"]
     check = build_check(kind, raw["check"]["params"], Where(source, f"{path}.check", line))
     if kind == "declaration" and stages != (Stage.DEPLOYMENT,):
-        raise ConfigError(f"rule '{raw['id']}': a declaration check runs at the deployment stage only",
-                          source=source, line=line, path=f"{path}.stages", hint="set stages: [deployment]")
+        raise ConfigError(
+            f"rule '{raw['id']}': a declaration check runs at the deployment stage only",
+            source=source,
+            line=line,
+            path=f"{path}.stages",
+            hint="set stages: [deployment]",
+        )
     if kind != "declaration" and Stage.DEPLOYMENT in stages:
-        raise ConfigError(f"rule '{raw['id']}': only declaration checks run at the deployment stage",
-                          source=source, line=line, path=f"{path}.stages", hint="use input and/or output")
+        raise ConfigError(
+            f"rule '{raw['id']}': only declaration checks run at the deployment stage",
+            source=source,
+            line=line,
+            path=f"{path}.stages",
+            hint="use input and/or output",
+        )
     for mode in raw["coverage"]:
         if _COVERAGE_STAGE[mode] not in raw["stages"]:
-            raise ConfigError(f"rule '{raw['id']}' claims coverage {mode} but does not run at the "
-                              f"{_COVERAGE_STAGE[mode]} stage", source=source, line=line, path=f"{path}.coverage",
-                              hint="make coverage match stages")
-    return Rule(id=raw["id"], description=raw["description"], restrictions=tuple(restrictions), stages=stages,
-                kind=kind, params=copy.deepcopy(raw["check"]["params"]), check=check, action=Action(raw["action"]),
-                severity=raw["severity"], coverage=tuple(raw["coverage"]), reference=raw.get("reference"),
-                source=source, line=line)
+            raise ConfigError(
+                f"rule '{raw['id']}' claims coverage {mode} but does not run at the "
+                f"{_COVERAGE_STAGE[mode]} stage",
+                source=source,
+                line=line,
+                path=f"{path}.coverage",
+                hint="make coverage match stages",
+            )
+    return Rule(
+        id=raw["id"],
+        description=raw["description"],
+        restrictions=tuple(restrictions),
+        stages=stages,
+        kind=kind,
+        params=copy.deepcopy(raw["check"]["params"]),
+        check=check,
+        action=Action(raw["action"]),
+        severity=raw["severity"],
+        coverage=tuple(raw["coverage"]),
+        reference=raw.get("reference"),
+        source=source,
+        line=line,
+    )
 
 
-def _finish(merged: dict[str, Any], origins: Mapping[str, tuple[str, int | None]], chain: list[str]) -> Policy:
+def _finish(
+    merged: dict[str, Any], origins: Mapping[str, tuple[str, int | None]], chain: list[str]
+) -> Policy:
     source = chain[-1]
     missing = [k for k in _TOP_REQUIRED if k not in merged]
     if missing:
-        raise ConfigError(f"policy is missing {', '.join(missing)}", source=source, line=1,
-                          hint="add them here or extend a policy that has them")
+        raise ConfigError(
+            f"policy is missing {', '.join(missing)}",
+            source=source,
+            line=1,
+            hint="add them here or extend a policy that has them",
+        )
     licence = merged["licence"]
     try:
         lic = get_licence(licence)
@@ -234,18 +316,32 @@ def _finish(merged: dict[str, Any], origins: Mapping[str, tuple[str, int | None]
     attribution_restrictions = []
     for r in attribution_raw.get("restrictions", []):
         if r["clause"] not in get_licence(r.get("licence", licence)).restrictions:
-            raise ConfigError(f"licence {licence} has no restriction ({r['clause']})", source=source,
-                              path="attribution.restrictions", hint=f"use one of {', '.join(lic.restrictions)}")
+            raise ConfigError(
+                f"licence {licence} has no restriction ({r['clause']})",
+                source=source,
+                path="attribution.restrictions",
+                hint=f"use one of {', '.join(lic.restrictions)}",
+            )
         attribution_restrictions.append(Restriction(r.get("licence", licence), r["clause"]))
-    attribution = Attribution(required=bool(attribution_raw.get("required", False)),
-                              restrictions=tuple(attribution_restrictions),
-                              description=attribution_raw.get("description", ""))
+    attribution = Attribution(
+        required=bool(attribution_raw.get("required", False)),
+        restrictions=tuple(attribution_restrictions),
+        description=attribution_raw.get("description", ""),
+    )
     canonical = json.dumps(merged, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return Policy(id=merged["id"], version=str(merged["version"]), licence=licence,
-                  description=merged.get("description", ""), fail_open=bool(merged.get("fail_open", False)),
-                  rules=tuple(rules), attribution=attribution, source=source,
-                  sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(), chain=tuple(chain),
-                  document=merged)
+    return Policy(
+        id=merged["id"],
+        version=str(merged["version"]),
+        licence=licence,
+        description=merged.get("description", ""),
+        fail_open=bool(merged.get("fail_open", False)),
+        rules=tuple(rules),
+        attribution=attribution,
+        source=source,
+        sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        chain=tuple(chain),
+        document=merged,
+    )
 
 
 def load_policy(ref: str | Path = DEFAULT_POLICY) -> Policy:

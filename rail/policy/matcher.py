@@ -6,7 +6,8 @@ of characters from it, so the cost is linear in the text whatever the phrases ar
 
 Phrases in space-delimited scripts match whole words (``kill`` does not match ``skill``); phrases in scripts
 written without spaces (Chinese, Japanese, Korean, Thai, Lao, Khmer, Myanmar) match as substrings; phrases in
-Arabic script may carry an attached conjunction, preposition or article (``و``, ``ف``, ``ب``, ``ل``, ``ك``, ``ال``).
+Arabic script may carry an attached conjunction, preposition or article
+(``و``, ``ف``, ``ب``, ``ل``, ``ك``, ``ال``).
 A space inside a phrase matches up to three separator characters or none, so ``self harm``, ``self-harm`` and
 ``selfharm`` are one phrase.
 """
@@ -21,7 +22,7 @@ from rail.text import NormalizedText, normalize
 
 __all__ = ["PhraseMatcher"]
 
-# Characters that continue a word: \w plus combining marks of the scripts BLOOM covers (Python's \w omits them).
+# Characters that continue a word: \w plus combining marks of BLOOM's scripts (Python's \w omits them).
 _WORD_CHAR = r"[\w\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u0900-\u0963\u0966-\u0dff]"
 _NO_SPACE_SCRIPTS = re.compile(
     r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"

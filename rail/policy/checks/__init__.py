@@ -2,7 +2,8 @@
 
 A check module defines ``KIND`` (the name used in policy files), ``NEEDS_SCORES`` (whether it reads toxicity
 scores) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that kind in
-``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises :class:`~rail.errors.ConfigError`
+``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises
+:class:`~rail.errors.ConfigError`
 (through ``where.error``) for problems a schema cannot express, such as a regular expression that does not
 compile. Adding a kind is one module here plus one schema entry.
 """
@@ -92,7 +93,7 @@ def kind_needs_scores(kind: str) -> bool:
 
 
 def build_check(kind: str, params: Mapping[str, Any], where: Where) -> Check:
-    """Build a check of ``kind`` from validated ``params``; raise ConfigError for an unknown kind or bad params."""
+    """Build a check of ``kind`` from validated ``params``; raise ConfigError for a bad kind or params."""
     modules = _modules()
     if kind not in modules:
         guess = difflib.get_close_matches(kind, modules, n=1)

@@ -5,18 +5,21 @@ params (every condition given must hold for the check to fire; write two rules f
 - ``domains_any``: the declaration lists at least one of these domains;
 - ``audience_any``: the declaration lists at least one of these audiences;
 - ``purpose_phrases``: ``{<language>: [phrase, ...]}`` found in the declared purpose (normalized matching);
-- ``automated_decisions``: ``{enabled, legal_effect, human_review}`` — each given field equals the declaration's;
+- ``automated_decisions``: ``{enabled, legal_effect, human_review}``: each given field equals
+  the declaration's;
 - ``disclosure_mode``: the declaration's disclosure mode equals this (``visible`` or ``none``).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from rail.policy.checks import CheckInput, Finding, Where
 from rail.policy.matcher import PhraseMatcher
 from rail.text import normalize
+from rail.yamlio import load_schema
 
 KIND = "declaration"
 NEEDS_SCORES = False
@@ -57,8 +60,9 @@ class DeclarationCheck:
             actual = declaration.automated_decisions
             if any(getattr(actual, key) != value for key, value in self.automated.items()):
                 return []
-            reasons.append("automated decisions " + ", ".join(f"{k}={str(v).lower()}"
-                                                              for k, v in self.automated.items()))
+            reasons.append(
+                "automated decisions " + ", ".join(f"{k}={str(v).lower()}" for k, v in self.automated.items())
+            )
         if self.disclosure_mode is not None:
             if declaration.disclosure.mode != self.disclosure_mode:
                 return []
@@ -68,7 +72,22 @@ class DeclarationCheck:
 
 def build(params: Mapping[str, Any], where: Where) -> DeclarationCheck:
     if not params:
-        raise where.error("a declaration check needs at least one condition", subpath=".params",
-                          hint="add domains_any, audience_any, purpose_phrases, automated_decisions or "
-                          "disclosure_mode")
+        raise where.error(
+            "a declaration check needs at least one condition",
+            subpath=".params",
+            hint="add domains_any, audience_any, purpose_phrases, automated_decisions or disclosure_mode",
+        )
+    # A misspelt domain or audience would never match and silently weaken the rule.
+    schema = load_schema("declaration.schema.json")["properties"]
+    for key, field in (("domains_any", "domains"), ("audience_any", "audience")):
+        known = schema[field]["items"]["enum"]
+        for index, value in enumerate(params.get(key, ())):
+            if value not in known:
+                guess = difflib.get_close_matches(value, known, n=1)
+                what = "domain" if field == "domains" else "audience"
+                raise where.error(
+                    f"unknown {what} '{value}'",
+                    subpath=f".params.{key}[{index}]",
+                    hint=f"did you mean '{guess[0]}'?" if guess else f"known: {', '.join(known)}",
+                )
     return DeclarationCheck(params)

@@ -24,12 +24,18 @@ class PhraseCheck:
         self.matcher = PhraseMatcher(p for items in phrases.values() for p in items)
 
     def find(self, item: CheckInput) -> list[Finding]:
-        return [Finding(f"matched '{m.matched}'", (m.start, m.end)) for m in self.matcher.finditer(item.normalized)]
+        return [
+            Finding(f"matched '{m.matched}'", (m.start, m.end))
+            for m in self.matcher.finditer(item.normalized)
+        ]
 
 
 def build(params: Mapping[str, Any], where: Where) -> PhraseCheck:
     check = PhraseCheck(params["phrases"])
     if not check.matcher.phrases:
-        raise where.error("no phrases left after normalization", subpath=".params.phrases",
-                          hint="give at least one phrase with letters in it")
+        raise where.error(
+            "no phrases left after normalization",
+            subpath=".params.phrases",
+            hint="give at least one phrase with letters in it",
+        )
     return check

@@ -22,8 +22,10 @@ class PiiCheck:
         self.kinds = kinds
 
     def find(self, item: CheckInput) -> list[Finding]:
-        return [Finding(f"personal data ({m.kind})", (m.start, m.end), m.kind)
-                for m in find_pii(item.text, self.kinds)]
+        return [
+            Finding(f"personal data ({m.kind})", (m.start, m.end), m.kind)
+            for m in find_pii(item.text, self.kinds)
+        ]
 
 
 def build(params: Mapping[str, Any], where: Where) -> PiiCheck:

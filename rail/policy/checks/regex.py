@@ -30,7 +30,11 @@ NEEDS_SCORES = False
 OVERLAP = 1000
 
 _REPEATS = {_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT}
-_SAFE = {getattr(_sre_constants, name) for name in ("POSSESSIVE_REPEAT", "ATOMIC_GROUP") if hasattr(_sre_constants, name)}
+_SAFE = {
+    getattr(_sre_constants, name)
+    for name in ("POSSESSIVE_REPEAT", "ATOMIC_GROUP")
+    if hasattr(_sre_constants, name)
+}
 
 
 def _nested_unbounded(items: Any, inside_repeat: bool) -> bool:
@@ -38,7 +42,7 @@ def _nested_unbounded(items: Any, inside_repeat: bool) -> bool:
         if op in _SAFE:
             continue
         if op in _REPEATS:
-            low, high, sub = arg
+            _low, high, sub = arg
             unbounded = high == _sre_constants.MAXREPEAT or high > 100
             if unbounded and inside_repeat:
                 return True
@@ -70,7 +74,7 @@ class RegexCheck:
         seen_end = 0
         step = max(self.window - OVERLAP, 1)
         for base in range(0, max(len(text), 1), step):
-            chunk = text[base:base + self.window]
+            chunk = text[base : base + self.window]
             for m in self.pattern.finditer(chunk):
                 start, end = base + m.start(), base + m.end()
                 if start < seen_end or end == start:
@@ -90,12 +94,16 @@ def build(params: Mapping[str, Any], where: Where) -> RegexCheck:
         pattern = re.compile(source, flags)
         parsed = _sre_parser.parse(source, flags)
     except re.error as exc:
-        raise where.error(f"regular expression does not compile: {exc.msg} at position {exc.pos}",
-                          subpath=".params.pattern", hint="check brackets and escapes (YAML single quotes "
-                          "keep backslashes as written)") from None
+        raise where.error(
+            f"regular expression does not compile: {exc.msg} at position {exc.pos}",
+            subpath=".params.pattern",
+            hint="check brackets and escapes (YAML single quotes keep backslashes as written)",
+        ) from None
     if _nested_unbounded(list(parsed), False):
-        raise where.error("regular expression has a nested unbounded quantifier, which can backtrack "
-                          "catastrophically", subpath=".params.pattern",
-                          hint="rewrite it without a repeated group that itself repeats, or make the inner "
-                          "quantifier possessive (a++) or atomic ((?>...))")
+        raise where.error(
+            "regular expression has a nested unbounded quantifier, which can backtrack catastrophically",
+            subpath=".params.pattern",
+            hint="rewrite it without a repeated group that itself repeats, or make the inner "
+            "quantifier possessive (a++) or atomic ((?>...))",
+        )
     return RegexCheck(pattern, params.get("on", "normalized"), int(params.get("window", 20000)))

@@ -24,8 +24,11 @@ class ToxicityCheck:
 
     def find(self, item: CheckInput) -> list[Finding]:
         scores = item.scores or {}
-        return [Finding(f"{label} score {scores[label]:.3f} ≥ threshold {limit}")
-                for label, limit in self.thresholds.items() if label in scores and scores[label] >= limit]
+        return [
+            Finding(f"{label} score {scores[label]:.3f} ≥ threshold {limit}")
+            for label, limit in self.thresholds.items()
+            if label in scores and scores[label] >= limit
+        ]
 
 
 def build(params: Mapping[str, Any], where: Where) -> ToxicityCheck:
