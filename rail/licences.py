@@ -1,11 +1,14 @@
-"""The use restrictions of the RAIL licences rail knows, keyed by hub licence id (e.g. ``bigscience-bloom-rail-1.0``)."""
+"""The use restrictions of the RAIL licences rail knows, keyed by hub licence id.
+
+Example id: ``bigscience-bloom-rail-1.0``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
-from typing import Mapping
 
 import yaml
 
@@ -15,7 +18,7 @@ from rail.resources import data_dir
 
 @dataclass(frozen=True)
 class Licence:
-    """A RAIL licence: its id, name, exact use-restriction wording by clause letter, and the redistribution notice."""
+    """A RAIL licence: id, name, exact use-restriction wording by clause letter, redistribution notice."""
 
     id: str
     name: str

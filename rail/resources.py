@@ -12,7 +12,7 @@ _REPO_FOLDERS = {"rail.packs": "policies", "rail.cardset": "cards"}
 
 
 def data_dir(package: str) -> Traversable:
-    """Return the folder of packaged data for ``package`` (``rail.data``, ``rail.packs`` or ``rail.cardset``)."""
+    """Return the packaged data folder ``package``: ``rail.data``, ``rail.packs`` or ``rail.cardset``."""
     try:
         return files(package)
     except ModuleNotFoundError:

@@ -37,8 +37,9 @@ class _RailLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans and no timestamp conversion."""
 
 
+_DROPPED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
 _RailLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _RailLoader.add_implicit_resolver(
@@ -181,7 +182,7 @@ def schema_problems(doc: YamlDocument, schema: Mapping[str, Any]) -> list[Config
 
 
 def validate(doc: YamlDocument, schema: Mapping[str, Any], what: str) -> None:
-    """Raise one :class:`ConfigError` listing every schema violation of ``doc`` (``what`` names the kind of file)."""
+    """Raise one :class:`ConfigError` listing every schema problem in ``doc`` (``what``: the file kind)."""
     problems = schema_problems(doc, schema)
     if not problems:
         return
@@ -195,7 +196,7 @@ def validate(doc: YamlDocument, schema: Mapping[str, Any], what: str) -> None:
 
 
 def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    # For oneOf/anyOf the most specific sub-error says more than "is not valid under any of the given schemas".
+    # For oneOf/anyOf the most specific sub-error says more than "not valid under any of the given schemas".
     if error.context:
         best = jsonschema.exceptions.best_match(error.context)
         if best is not None and len(best.absolute_path) >= len(error.absolute_path):
