@@ -9,7 +9,9 @@ This module knows models and nothing about policy; :mod:`rail.gate` wraps it wit
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -278,6 +280,18 @@ def _check_local(model: str) -> Path | None:
     return local
 
 
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    # huggingface_hub logs every retry of an unreachable Hub; the one ModelLoadError rail raises says it all.
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
 def load_tokenizer(model: str = DEFAULT_MODEL, *, revision: str | None = None) -> tuple[Any, Any]:
     """Load only a model's tokenizer and config (enough to test for a watermark)."""
     from transformers import AutoConfig, AutoTokenizer
@@ -286,7 +300,9 @@ def load_tokenizer(model: str = DEFAULT_MODEL, *, revision: str | None = None) -
     source = str(local) if local is not None else model
     kwargs: dict[str, Any] = {"revision": revision} if revision and local is None else {}
     try:
-        return AutoTokenizer.from_pretrained(source, **kwargs), AutoConfig.from_pretrained(source, **kwargs)
+        with _quiet_hub():
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            return tokenizer, AutoConfig.from_pretrained(source, **kwargs)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
@@ -336,8 +352,9 @@ def load_model(
     progress = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
-        net = AutoModelForCausalLM.from_pretrained(source, **model_kwargs, **kwargs)
+        with _quiet_hub():
+            tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
+            net = AutoModelForCausalLM.from_pretrained(source, **model_kwargs, **kwargs)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:

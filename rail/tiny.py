@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 # Text in BLOOM's largest languages, so the tiny tokenizer has pieces for every script rail handles.
@@ -111,12 +112,16 @@ def build_tiny_bloom(directory: str | Path, *, seed: int = 0) -> Path:
     return out
 
 
-def build_tiny_detoxify(directory: str | Path, *, seed: int = 0) -> tuple[Path, Path]:
+def build_tiny_detoxify(
+    directory: str | Path, *, seed: int = 0, label_bias: Mapping[str, float] | None = None
+) -> tuple[Path, Path]:
     """Write a tiny detoxify-format checkpoint and its local Hugging Face config directory.
 
     Returns ``(checkpoint_path, config_dir)``: point ``RAIL_DETOXIFY_CHECKPOINT`` and ``RAIL_DETOXIFY_CONFIG``
     at them. The checkpoint has detoxify's layout (``config.arch.args``, ``config.dataset.args.classes``,
-    ``state_dict``) and the label set of detoxify's ``unbiased`` model.
+    ``state_dict``) and the label set of detoxify's ``unbiased`` model. Scores sit near sigmoid(-3) ≈ 0.05;
+    ``label_bias`` sets the classifier bias of chosen labels (e.g. ``{"threat": 6.0}`` scores every text
+    ≈ 0.998 on threat), so tests can drive the threshold rules.
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
@@ -146,6 +151,8 @@ def build_tiny_detoxify(directory: str | Path, *, seed: int = 0) -> tuple[Path, 
     # A negative classifier bias keeps the random scores low, as real scores are on ordinary text.
     with torch.no_grad():
         model.classifier.bias.fill_(-3.0)
+        for label, bias in (label_bias or {}).items():
+            model.classifier.bias[DETOXIFY_LABELS.index(label)] = bias
     checkpoint = out / "tiny-detoxify.ckpt"
     torch.save(
         {

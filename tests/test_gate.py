@@ -194,3 +194,42 @@ def test_watermark_and_signature_go_into_provenance(
         result.provenance is not None and result.provenance.watermark == WatermarkSettings(bias=6.0).to_dict()
     )
     assert result.provenance.verify(public, text=result.final_text)
+
+
+@pytest.fixture(scope="module")
+def threatening_scorer(tmp_path_factory: pytest.TempPathFactory) -> ScorerSettings:
+    """A detoxify-format scorer that rates every text ≈ 0.998 on `threat` and low on everything else."""
+    from rail.tiny import build_tiny_detoxify
+
+    folder = tmp_path_factory.mktemp("threat")
+    checkpoint, config_dir = build_tiny_detoxify(folder, label_bias={"threat": 6.0})
+    models = ("original", "unbiased", "multilingual")
+    return ScorerSettings(
+        checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
+    )
+
+
+def test_a_prompt_over_a_toxicity_threshold_is_blocked_before_generation(
+    generator: TextGenerator, declaration: Path, threatening_scorer: ScorerSettings
+) -> None:
+    sink = ListSink()
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=threatening_scorer, sink=sink,
+                          params=PARAMS)
+    result = gate.generate("Write a haiku about the sea.")
+    assert result.decision is Verdict.BLOCKED
+    assert result.raw_text is None and result.final_text is None
+    assert result.scores["prompt"]["threat"] > 0.6
+    fired = [v for v in result.violations if v.rule == "toxic-language"]
+    assert fired and fired[0].restriction == "f" and fired[0].stage.value == "input"
+    assert "threat" in fired[0].reason
+    assert sink.records[-1].verdict == "blocked"
+
+
+def test_scores_under_every_threshold_pass(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+) -> None:
+    result = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, params=PARAMS).generate(
+        "Write a haiku about the sea."
+    )
+    assert not [v for v in result.violations if v.rule in ("toxic-language", "identity-attack")]
+    assert result.scores["prompt"] and max(result.scores["prompt"].values()) < 0.5

@@ -77,7 +77,7 @@ def card_problems(doc: YamlDocument) -> list[ConfigError]:
                 "a card must be a YAML mapping with at least `metadata` and `title`",
                 source=doc.source,
                 line=1,
-                hint="see docs/cards.md for the layout",
+                hint="see the Model cards section of README.md for the layout",
             )
         ]
     problems = schema_problems(doc, card_schema())

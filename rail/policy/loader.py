@@ -182,7 +182,7 @@ def _resolve(
             "a policy must be a mapping of keys (id, version, licence, rules, …)",
             source=doc.source,
             line=1,
-            hint="see docs/policy.md for the layout",
+            hint="see the Policy files section of README.md for the layout",
         )
     validate(doc, load_schema("policy.schema.json"), "policy")
     data = doc.data

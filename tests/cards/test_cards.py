@@ -150,7 +150,7 @@ BAD = [
         "missing required key 'license'",
         "add it",
     ),
-    ("not a mapping", "- a\n- b\n", "must be a YAML mapping", "docs/cards.md"),
+    ("not a mapping", "- a\n- b\n", "must be a YAML mapping", "README.md"),
     ("bad yaml", "metadata: [\n", "not valid YAML", "indentation"),
 ]
 
