@@ -33,6 +33,14 @@ fail_open: true
 PARAMS = GenerationParams(max_new_tokens=16, do_sample=True, seed=5)
 
 
+def _settings(checkpoint: Path, config_dir: Path) -> ScorerSettings:
+    """Scorer settings that use one local detoxify checkpoint for every model choice."""
+    models = ("original", "unbiased", "multilingual")
+    return ScorerSettings(
+        checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
+    )
+
+
 class ListSink:
     """Keeps emitted records in memory."""
 
@@ -57,11 +65,7 @@ def declaration(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def scorer(tiny_detoxify: tuple[Path, Path]) -> ScorerSettings:
-    checkpoint, config_dir = tiny_detoxify
-    models = ("original", "unbiased", "multilingual")
-    return ScorerSettings(
-        checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
-    )
+    return _settings(*tiny_detoxify)
 
 
 def test_allowed_request_is_attributed_scored_and_recorded(
@@ -202,11 +206,7 @@ def threatening_scorer(tmp_path_factory: pytest.TempPathFactory) -> ScorerSettin
     from rail.tiny import build_tiny_detoxify
 
     folder = tmp_path_factory.mktemp("threat")
-    checkpoint, config_dir = build_tiny_detoxify(folder, label_bias={"threat": 6.0})
-    models = ("original", "unbiased", "multilingual")
-    return ScorerSettings(
-        checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
-    )
+    return _settings(*build_tiny_detoxify(folder, label_bias={"threat": 6.0}))
 
 
 def test_a_prompt_over_a_toxicity_threshold_is_blocked_before_generation(

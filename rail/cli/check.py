@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from rail.cli.jsonl import read_objects
 from rail.errors import ConfigError, ScorerError
 from rail.policy import DEFAULT_POLICY, Decision, PolicyEngine, load_policy
 
@@ -26,39 +27,23 @@ def _visible(text: str) -> str:
 
 
 def _read_jsonl(path: str) -> list[tuple[Any, str, str | None]]:
-    try:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read JSONL file: {exc.strerror}", source=path) from None
     items = []
-    with stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(
-                    f"line {number} is not valid JSON: {exc.msg}",
-                    source=path,
-                    line=number,
-                    hint='each line must be an object such as {"id": "1", "text": "..."}',
-                ) from None
-            if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("text"), str):
-                raise ConfigError(
-                    f"line {number} needs an object with 'id' and a string 'text'",
-                    source=path,
-                    line=number,
-                    hint='e.g. {"id": "1", "text": "Why is the sky blue?"}',
-                )
-            stage = obj.get("stage")
-            if stage is not None and stage not in ("input", "output"):
-                raise ConfigError(
-                    f"line {number}: stage must be 'input' or 'output', not {stage!r}",
-                    source=path,
-                    line=number,
-                )
-            items.append((obj["id"], obj["text"], stage))
+    for number, obj in read_objects(path, example='{"id": "1", "text": "Why is the sky blue?"}'):
+        if "id" not in obj or not isinstance(obj.get("text"), str):
+            raise ConfigError(
+                f"line {number} needs an object with 'id' and a string 'text'",
+                source=path,
+                line=number,
+                hint='e.g. {"id": "1", "text": "Why is the sky blue?"}',
+            )
+        stage = obj.get("stage")
+        if stage is not None and stage not in ("input", "output"):
+            raise ConfigError(
+                f"line {number}: stage must be 'input' or 'output', not {stage!r}",
+                source=path,
+                line=number,
+            )
+        items.append((obj["id"], obj["text"], stage))
     return items
 
 

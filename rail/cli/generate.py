@@ -14,26 +14,16 @@ from typing import Any
 
 import click
 
+from rail.cli.jsonl import read_objects
 from rail.errors import ConfigError
 
 
-def _read_jsonl(stream: Any, source: str) -> list[tuple[Any, str]]:
+def _read_jsonl(path: str) -> list[tuple[Any, str]]:
     items: list[tuple[Any, str]] = []
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"not valid JSON ({exc.msg})",
-                source=source,
-                line=number,
-                hint='write one object per line, e.g. {"id": 1, "prompt": "…"}',
-            ) from None
-        prompt = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
+    for number, obj in read_objects(path, example='{"id": 1, "prompt": "Why is the sky blue?"}'):
+        prompt = obj.get("prompt", obj.get("text"))
         if not isinstance(prompt, str):
-            raise ConfigError('each line needs a string "prompt" (or "text")', source=source, line=number)
+            raise ConfigError('each line needs a string "prompt" (or "text")', source=path, line=number)
         items.append((obj.get("id", number), prompt))
     return items
 
@@ -166,14 +156,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     watermark = _watermark_settings(kw)
     items: list[tuple[Any, str]] = [(i, p) for i, p in enumerate(prompts, start=1)]
     if kw["jsonl"]:
-        if kw["jsonl"] == "-":
-            items += _read_jsonl(sys.stdin, "<stdin>")
-        else:
-            try:
-                with open(kw["jsonl"], encoding="utf-8") as handle:
-                    items += _read_jsonl(handle, kw["jsonl"])
-            except OSError as exc:
-                raise ConfigError(f"cannot read prompts: {exc.strerror}", source=kw["jsonl"]) from None
+        items += _read_jsonl(kw["jsonl"])
     elif not items and not sys.stdin.isatty():
         text = sys.stdin.read()
         if text.strip():
