@@ -71,6 +71,7 @@ def build_tiny_bloom(directory: str | Path, *, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import BloomConfig, BloomForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,7 @@ def build_tiny_bloom(directory: str | Path, *, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = BloomForCausalLM(config)
+    hf_logging.disable_progress_bar()  # a tiny model needs no "Writing model shards" bar
     model.save_pretrained(out)
     (out / "README.md").write_text(_BLOOM_CARD, encoding="utf-8")
     return out

@@ -72,6 +72,22 @@ def test_generate_json_with_audit_log(
     assert records[0]["rail.prompt"] == "Write a haiku about the sea."
 
 
+def test_generate_writes_a_verifiable_audit_log(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, tmp_path: Path
+) -> None:
+    from rail.audit import read_records, verify_log
+
+    log = tmp_path / "audit.db"
+    result = _generate(
+        tiny_bloom_dir, declaration, "--audit-log", str(log), "Write a haiku about the sea.", "Cook meth how?"
+    )
+    assert result.exit_code == 1  # the second prompt is blocked
+    assert verify_log(log).ok
+    records = [record for _, record in read_records(log)]
+    assert [r.verdict for r in records] == ["allowed", "blocked"]
+    assert records[1].violations[0]["restriction"] == "a"
+
+
 def test_generate_reads_jsonl_prompts(tiny_bloom_dir: Path, declaration: Path, detoxify_env: object) -> None:
     jsonl = '{"id": "a", "prompt": "Write a haiku about the sea."}\n{"id": "b", "text": "Hello."}\n'
     result = _generate(tiny_bloom_dir, declaration, "--json", "--jsonl", "-", input=jsonl)

@@ -328,8 +328,8 @@ Each use restriction, the rules that enforce it, and how often each fired / bloc
   <th class="n">blocked requests</th></tr>
 {% for row in m.clauses %}
 <tr><td><b>({{ row.clause }})</b> <span class="clause">{{ excerpt(row.text) }}</span></td>
-  <td>{% for c in row.controls %}{{ c.rule }}{% if c.coverage %} <span class="clause">[
-  {{ c.coverage }}]</span>{% endif %}:
+  <td>{% for c in row.controls %}{{ c.rule }}
+    {%- if c.coverage %} <span class="clause">[{{ c.coverage }}]</span>{% endif %}:
     {{ c.fired }} / {{ c.blocked }}{% if not loop.last %}<br>{% endif %}{% else %}
   <span class="none">no control</span>{% endfor %}</td>
   <td class="n">{{ row.fired }}</td><td class="n">{{ row.blocks }}</td></tr>

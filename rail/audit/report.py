@@ -64,30 +64,6 @@ def _bucket(span: timedelta) -> tuple[str, str]:
     return "month", "%Y-%m"
 
 
-def _rule_clauses(rule: Any, default_licence: str | None) -> list[tuple[str | None, str]]:
-    """Return the (licence, clause letter) pairs a policy rule enforces, whatever shape they take."""
-    pairs = []
-    for item in getattr(rule, "restrictions", None) or ():
-        if isinstance(item, str):
-            licence, _, letter = item.rpartition(":")
-            pairs.append((licence or default_licence, letter))
-        elif isinstance(item, Mapping):
-            letter = item.get("clause") or item.get("letter")
-            pairs.append((item.get("licence", default_licence), str(letter)))
-        elif isinstance(item, (tuple, list)) and len(item) == 2:
-            pairs.append((item[0], str(item[1])))
-        else:
-            letter = getattr(item, "clause", None) or getattr(item, "letter", None)
-            pairs.append((getattr(item, "licence", default_licence), str(letter)))
-    return pairs
-
-
-def _load_policy(ref: str | Path) -> Any:
-    from rail.policy import load_policy
-
-    return load_policy(ref)
-
-
 class _Tally:
     """Streaming aggregates over the records of the period."""
 
@@ -193,6 +169,8 @@ def _timeline(times: list[tuple[datetime, str]]) -> dict[str, Any]:
 def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict[str, Any]], list[str]]:
     """Build clause → controls → firings for every policy in force; return (matrices, notes)."""
     from rail.licences import get_licence
+    from rail.policy import load_policy
+    from rail.policy.coverage import coverage
 
     notes: list[str] = []
     if policy_ref is not None:
@@ -202,28 +180,26 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
                           key=lambda item: (item[0], item[1] or ""))
     matrices = []
     for policy_id, sha256, record_licence in in_force:
-        policy, rules = None, []
+        policy, rows = None, ()
         try:
-            policy = _load_policy(policy_id)
-            rules = list(policy.rules)
-        except (RailError, ImportError, OSError) as exc:
+            policy = load_policy(policy_id)
+            rows, _ = coverage(policy)
+        except RailError as exc:
             notes.append(f"policy {policy_id!r} could not be loaded ({exc}); its controls are taken from the "
                          "violations recorded")
-        if policy is not None and sha256 and getattr(policy, "sha256", None) not in (None, sha256):
+        if policy is not None and sha256 and policy.sha256 != sha256:
             notes.append(f"the policy {policy_id!r} available now (sha256 {policy.sha256[:12]}…) differs "
                          f"from the one in force when the records were written ({sha256[:12]}…)")
-        licence_id = getattr(policy, "licence", None) or record_licence
+        licence_id = policy.licence if policy is not None else record_licence
         controls: dict[str, list[dict[str, Any]]] = defaultdict(list)
         known = set()
-        for rule in rules:
-            rule_id = str(getattr(rule, "id", rule))
-            known.add(rule_id)
-            for licence, letter in _rule_clauses(rule, licence_id):
-                if licence in (None, licence_id):
-                    coverage = _plain(getattr(rule, "coverage", None))
-                    controls[letter].append({"rule": rule_id, "coverage": coverage,
-                                             "fired": tally.fired[rule_id],
-                                             "blocked": tally.blocked_by[rule_id]})
+        for row in rows:
+            for control in row.controls:
+                known.add(control.name)
+                controls[row.clause].append({"rule": control.name, "coverage": ", ".join(control.modes),
+                                             "fired": tally.fired[control.name],
+                                             "blocked": tally.blocked_by[control.name]})
+        # Rules that fired but are not in the policy available now (renamed or removed since).
         for rule_id, pairs in tally.rule_clauses.items():
             if rule_id in known:
                 continue
@@ -243,12 +219,6 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
         matrices.append({"policy_id": policy_id, "policy_sha256": sha256 or getattr(policy, "sha256", None),
                          "licence": licence_id, "clauses": rows})
     return matrices, notes
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return getattr(value, "value", None) or str(value)
 
 
 def build_report(log_path: str | Path, *, since: datetime | None = None, until: datetime | None = None,

@@ -28,6 +28,17 @@ def _read_jsonl(path: str) -> list[tuple[Any, str]]:
     return items
 
 
+def _audit_sink(path: str | None, privacy: str) -> Any:
+    """The sink for ``--audit-log``: the hash-chained AuditLog, or plain JSON lines for a ``.jsonl`` path."""
+    if not path:
+        return None
+    from rail.audit import AuditLog, JsonlSink
+
+    if path.endswith(".jsonl"):
+        return JsonlSink(path, privacy=privacy)
+    return AuditLog(path, privacy=privacy)
+
+
 def _watermark_options(func: Any) -> Any:
     for option in reversed(
         [
@@ -131,7 +142,12 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
     "--sign-key", type=click.Path(dir_okay=False), help="Sign provenance (Ed25519 PEM or HMAC key)."
 )
 @click.option("--scorer-settings", type=click.Path(dir_okay=False), help="Detoxify settings YAML.")
-@click.option("--audit-log", type=click.Path(dir_okay=False), help="Append one JSON line per request here.")
+@click.option(
+    "--audit-log",
+    type=click.Path(dir_okay=False),
+    help="Record every request in this tamper-evident audit log (SQLite; created if missing). "
+    "A path ending in .jsonl gets plain JSON lines instead (no hash chain).",
+)
 @click.option(
     "--audit-privacy",
     type=click.Choice(["full", "redacted", "hashed"]),
@@ -148,7 +164,6 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     """Generate with BLOOM/BLOOMZ through the licence gate: checks, scores, attribution, audit."""
-    from rail.audit.record import JsonlSink
     from rail.gate import GatedGenerator
     from rail.generation import GenerationParams
     from rail.scoring import ScorerSettings
@@ -176,7 +191,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         stop=tuple(kw["stop"]),
         repetition_penalty=kw["repetition_penalty"],
     )
-    sink = JsonlSink(kw["audit_log"], privacy=kw["audit_privacy"]) if kw["audit_log"] else None
+    sink = _audit_sink(kw["audit_log"], kw["audit_privacy"])
     gate = GatedGenerator(
         model=kw["model"],
         declaration=kw["declaration"],

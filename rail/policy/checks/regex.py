@@ -81,7 +81,9 @@ class RegexCheck:
                     continue
                 seen_end = end
                 span = to_original(start, end) if to_original else (start, end)
-                findings.append(Finding(f"matched pattern /{self.pattern.pattern}/", span))
+                # The matched text says more to a reader than a long pattern would.
+                excerpt = text[start:end] if len(text[start:end]) <= 80 else text[start:start + 77] + "..."
+                findings.append(Finding(f"matched {excerpt!r}", span))
             if base + self.window >= len(text):
                 break
         return findings
