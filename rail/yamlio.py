@@ -29,6 +29,7 @@ from rail.resources import schema_path
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASES = 64
+MAX_EXPANDED_NODES = 250_000
 
 PathKey = tuple[str | int, ...]
 
@@ -84,7 +85,11 @@ def load_yaml_text(text: str, source: str = "<string>") -> YamlDocument:
         if node is None:
             return YamlDocument(None, source, {})
         lines: dict[PathKey, int] = {}
-        _check_node(node, (), lines, source, depth=0, aliases=[0])
+        expanded = _check_node(node, (), lines, source, depth=0, aliases=[0], ancestors=set())
+        if expanded > MAX_EXPANDED_NODES:
+            raise ConfigError(f"aliases expand the document to {expanded:,} nodes (limit "
+                              f"{MAX_EXPANDED_NODES:,})", source=source,
+                              hint="expand the aliases by hand; rail limits them to stop expansion bombs")
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -121,20 +126,28 @@ def load_yaml(path: str | Path) -> YamlDocument:
 
 
 def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], source: str,
-                depth: int, aliases: list[int]) -> None:
+                depth: int, aliases: list[int], ancestors: set[int]) -> int:
+    """Check ``node`` and its children; return how many nodes it stands for once aliases are expanded."""
     if depth > MAX_DEPTH:
         raise ConfigError(f"nesting is deeper than {MAX_DEPTH} levels", source=source,
                           line=node.start_mark.line + 1, path=format_path(path))
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in ancestors:
+        # `a: &a [*a]` builds a structure that contains itself; every walk over it would never end.
+        raise ConfigError("an alias refers to a node that contains it (recursive alias)", source=source,
+                          line=node.start_mark.line + 1, path=format_path(path),
+                          hint="remove the alias or point it at another node")
     if getattr(node, "_rail_seen", False):
         aliases[0] += 1
         if aliases[0] > MAX_ALIASES:
             raise ConfigError(f"more than {MAX_ALIASES} alias references", source=source,
                               line=node.start_mark.line + 1,
                               hint="expand the aliases by hand; rail limits them to stop expansion bombs")
-        return
+        return node._rail_size  # type: ignore[attr-defined]
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         node._rail_seen = True  # type: ignore[attr-defined]
+    ancestors = ancestors | {id(node)}
+    size = 1
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -152,10 +165,12 @@ def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], sourc
                                   hint="remove one of them")
             seen[key] = key_node.start_mark.line + 1
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _check_node(value_node, (*path, key), lines, source, depth + 1, aliases)
+            size += 1 + _check_node(value_node, (*path, key), lines, source, depth + 1, aliases, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _check_node(item, (*path, index), lines, source, depth + 1, aliases)
+            size += _check_node(item, (*path, index), lines, source, depth + 1, aliases, ancestors)
+    node._rail_size = min(size, MAX_EXPANDED_NODES + 1)  # type: ignore[attr-defined]
+    return node._rail_size  # type: ignore[attr-defined]
 
 
 def load_schema(name: str) -> dict[str, Any]:
