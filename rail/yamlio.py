@@ -79,7 +79,11 @@ def load_yaml_text(text: str, source: str = "<string>") -> YamlDocument:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise ConfigError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", source=source,
                           hint="rail reads configuration and card files of reasonable size only")
-    loader = _RailLoader(text)
+    try:
+        loader = _RailLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters such as NUL up front
+        raise ConfigError(f"not valid YAML: {exc}", source=source,
+                          hint="remove control characters; save the file as plain UTF-8 text") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -151,14 +155,16 @@ def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], sourc
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise ConfigError("mapping keys must be plain scalars", source=source,
-                                  line=key_node.start_mark.line + 1, path=format_path(path))
-            key = key_node.value
-            if key == "<<":
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<":
                 raise ConfigError("merge keys (<<) are not supported", source=source,
                                   line=key_node.start_mark.line + 1, path=format_path(path),
                                   hint="write the keys out")
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+                shown = repr(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "a list or mapping"
+                raise ConfigError(f"mapping keys must be text, not {shown}", source=source,
+                                  line=key_node.start_mark.line + 1, path=format_path(path),
+                                  hint="quote the key, e.g. \"1\": …")
+            key = key_node.value
             if key in seen:
                 raise ConfigError(f"duplicate key '{key}' (first on line {seen[key]})", source=source,
                                   line=key_node.start_mark.line + 1, path=format_path(path),

@@ -36,6 +36,10 @@ def _bomb(levels: int) -> str:
         (_bomb(40), "alias references"),
         ("a: [1,\n", "not valid YAML"),
         ("[" * 200 + "]" * 200, "nesting is deeper"),
+        ("1: x\nid: a\n", "mapping keys must be text, not '1'"),
+        ("null: x\n", "mapping keys must be text"),
+        ("[a]: 1\n", "mapping keys must be text, not a list or mapping"),
+        ("id: a\x00\n", "not valid YAML"),
     ],
 )
 def test_hostile_or_broken_documents_are_refused_with_a_located_message(text, message):

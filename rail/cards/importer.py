@@ -101,6 +101,8 @@ _FACTS = {
     "demo": "demo",
     "point of contact": "point_of_contact",
 }
+# Labels that qualify their fact: the qualifier stays with the value, so an estimate never reads as firm.
+_QUALIFIERS = {"release date estimate": "estimate"}
 _BULLETS = ("- ", "* ", "+ ")
 
 
@@ -634,9 +636,12 @@ def _model_details(node: _Node, section: dict[str, Any]) -> None:
             for item in value:
                 text = item["text"] if isinstance(item, dict) else item
                 label, sep, fact = text.partition(":**") if text.startswith("**") else ("", "", "")
-                key = _FACTS.get(label.strip("* ").lower()) if sep else None
+                label = label.strip("* ").lower()
+                key = _FACTS.get(label) if sep else None
                 if key and key not in section:
                     fact = fact.strip()
+                    if fact and label in _QUALIFIERS:
+                        fact = f"{fact} ({_QUALIFIERS[label]})"
                     subs = item.get("items", []) if isinstance(item, dict) else []
                     section[key] = ([fact] if fact else []) + subs if subs or not fact else fact
                     last_key = key

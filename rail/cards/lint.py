@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ MITCHELL: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
 )
 
 FRAMEWORKS = ("huggingface", "mitchell", "eu-gpai")
+
+# Characters of the value shown either side of a placeholder, so the author can find it in the file.
+PLACEHOLDER_CONTEXT = 40
 
 
 @dataclass(frozen=True)
@@ -142,4 +146,12 @@ def _placeholder_paths(node: Any, path: tuple[str | int, ...]) -> list[str]:
     if match is None:
         return []
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-    return [f"{where}: '{match.group(0)}'"]
+    return [f"{where}: {_excerpt(text, match)!r}"]
+
+
+def _excerpt(text: str, match: re.Match[str], width: int = PLACEHOLDER_CONTEXT) -> str:
+    """Quote the value on one line, cut to ``width`` characters either side of the placeholder."""
+    start = max(0, match.start() - width)
+    end = min(len(text), match.end() + width)
+    excerpt = " ".join(text[start:end].split())
+    return ("…" if start else "") + excerpt + ("…" if end < len(text) else "")

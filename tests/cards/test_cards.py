@@ -20,6 +20,7 @@ from rail.cards import (
     load_card_text,
     render_card,
 )
+from rail.cards.tree import format_value
 from rail.cli import main
 from rail.errors import ConfigError
 from rail.licences import get_licence
@@ -128,6 +129,28 @@ def test_table_rows_render_as_a_table(write):
     assert "| A\\|B | 0.00002 |" in md
 
 
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_numbers_in_shipped_cards_render_as_written(path: Path):
+    # A plain YAML float drops trailing zeros ("0.10" → 0.1), so the card must write such values as text.
+    def floats(node: yaml.Node):
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:float":
+                yield node.value
+            return
+        for child in node.value:
+            for part in child if isinstance(child, tuple) else (child,):
+                yield from floats(part)
+
+    written = list(floats(yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)))
+    assert [format_value(float(v)) for v in written] == written
+
+
+def test_bloom_language_shares_keep_the_seed_form():
+    md = render_card(load_card(next(p for p in CARDS if p.stem == "bloom-560m")), "md").text
+    for row in ("| Indic | Malayalam | 0.10 |", "| Indic | Tamil | 0.20 |", "| Indic | Hindi | 0.70 |"):
+        assert row in md
+
+
 BAD = [
     (
         "widget example key",
@@ -164,6 +187,21 @@ def test_malformed_cards_fail_with_file_line_and_fix(name, text, message, hint, 
     assert str(path) in str(info.value)
     result = CliRunner().invoke(main, ["card", "validate", str(path)])
     assert result.exit_code == 2
+    assert "rail: error:" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: &a [*a]\n", MINIMAL + "extra:\n  Loop: &loop {again: *loop}\n"],
+    ids=["bare", "inside a card"],
+)
+def test_recursive_alias_is_a_clean_error(text: str, write):
+    path = write("loop.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_card(path)
+    assert str(path) in str(info.value)
+    result = CliRunner().invoke(main, ["card", "validate", str(path)])
+    assert result.exit_code == 2, result.output
     assert "rail: error:" in result.output and "Traceback" not in result.output
 
 
@@ -312,6 +350,39 @@ def test_lint_scores_and_lists_missing_and_placeholders():
     assert statuses[("mitchell", "Factors")] == "ok"
     assert 0 < report.score("eu-gpai") < report.score("huggingface") < 1
     assert any("environmental_impact.carbon_emitted" in p for p in report.placeholders)
+
+
+BLOOMZ_RESULTS = "We refer to Table 7 from our paper [TODO LINK]."
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (BLOOMZ_RESULTS, BLOOMZ_RESULTS),
+        ("TBD", "TBD"),
+        ("Line one.\nSee [TODO LINK].", "Line one. See [TODO LINK]."),
+    ],
+    ids=["short", "only placeholder", "multi-line"],
+)
+def test_lint_quotes_the_value_around_a_placeholder(value: str, shown: str, write):
+    path = write("c.yaml", MINIMAL + "recommendations:\n  text: " + json.dumps(value) + "\n")
+    assert lint_card(load_card(path)).placeholders == (f"recommendations.text: '{shown}'",)
+    assert f"placeholder recommendations.text: '{shown}'" in run("card", "lint", str(path)).output
+
+
+def test_lint_cuts_a_long_value_to_the_text_around_the_placeholder(write):
+    value = "Scores are in the paper. " * 20 + "Link: TODO here. " + "More scores follow. " * 20
+    path = write("c.yaml", MINIMAL + "recommendations:\n  text: " + json.dumps(value) + "\n")
+    (found,) = lint_card(load_card(path)).placeholders
+    where, _, shown = found.partition(": ")
+    assert where == "recommendations.text"
+    assert shown.startswith("'…") and shown.endswith("…'") and "Link: TODO here." in shown
+    assert len(shown) < 100
+
+
+def test_lint_of_bloomz_quotes_the_results_text():
+    result = run("card", "lint", str(next(p for p in CARDS if p.stem == "bloomz")))
+    assert f"placeholder evaluation.results.text: '{BLOOMZ_RESULTS}'" in result.output
 
 
 def test_lint_placeholder_text_does_not_count(write):

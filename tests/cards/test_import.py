@@ -13,7 +13,7 @@ from huggingface_hub import metadata_load
 from rail.cards import import_card_file, import_card_text, load_card, render_card, split_front_matter
 from rail.cli import main
 from rail.errors import ConfigError
-from tests.cards.conftest import SEEDS
+from tests.cards.conftest import CARDS, SEEDS
 
 SEED_FILES = sorted(SEEDS.glob("*.txt"))
 _TOC_ENTRY = re.compile(r"^\s*(?:\d+\.|-)\s+\[[^\]]*\]\(#[^)]*\)\s*$")
@@ -95,6 +95,27 @@ def test_bloom_card_sections_map_to_schema_sections():
         '("groundtruth"). The lower the loss, the better. The training process aims to minimize the loss.',
     }
     assert card.get("authors", "names", 0) == "Margaret Mitchell" and len(card.get("authors", "names")) == 28
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("Release Date Estimate", "Monday, 11.July.2022 (estimate)"),
+        ("Release Date", "Monday, 11.July.2022"),
+    ],
+)
+def test_release_date_keeps_its_estimate_qualifier(label: str, expected: str):
+    text = f"---\nlicense: mit\n---\n# T\n\n## Model Details\n\n- **{label}:** Monday, 11.July.2022\n"
+    card = import_card_text(text).card
+    assert card.get("model_details", "release_date") == expected
+    assert f"**Release date:** {expected}\n" in render_card(card, "md").text
+
+
+def test_imported_bloom_release_date_matches_the_shipped_card():
+    imported = import_card_file(SEEDS / "bloom-560m-readme.txt").card
+    shipped = load_card(next(p for p in CARDS if p.stem == "bloom-560m"))
+    assert imported.get("model_details", "release_date") == shipped.get("model_details", "release_date")
+    assert imported.get("model_details", "release_date").endswith("(estimate)")
 
 
 def test_markdown_tables_become_rows_with_their_headers():
