@@ -28,10 +28,10 @@ from rail.audit.record import AuditRecord, AuditSink, utc_now
 from rail.errors import ScorerError
 from rail.generation import TERMINATORS, Completion, GenerationParams, HygieneNote, TextGenerator, load_model
 from rail.language import detect
+from rail.policy import DEFAULT_POLICY
 from rail.policy.decision import Action, Decision, Stage, Verdict, Violation
 from rail.scoring import ScorerSettings, ToxicityScorer
 
-DEFAULT_POLICY = "bigscience-bloom-rail-1.0"
 _BOUNDARIES = TERMINATORS | {"\n"}
 
 
@@ -40,7 +40,9 @@ class GateResult:
     """The outcome of one request: what to show, what the model wrote, the verdict and why, and its records.
 
     ``final_text`` is None when the request was blocked. ``raw_text`` is the model's text before output
-    redaction and disclosure (None when the input was blocked). ``scores`` is
+    redaction and disclosure (None when the input was blocked): it is UNCHECKED text — for a blocked or
+    modified request it holds exactly what the policy kept back (the blocked output, unredacted personal
+    data) — so it is never shown or serialised unless asked for (see :meth:`to_dict`). ``scores`` is
     ``{"prompt": {label: p}, "output": {label: p}}`` with the stages that were scored.
     """
 
@@ -74,13 +76,18 @@ class GateResult:
         """Reasons of the warn-level violations (e.g. a scorer failure under a fail_open policy)."""
         return tuple(v.reason for v in self.violations if v.action is Action.WARN)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form printed by ``rail generate --json``."""
+    def to_dict(self, *, include_raw: bool = False) -> dict[str, Any]:
+        """Return the JSON form printed by ``rail generate --json``.
+
+        ``raw_text`` is filled only when the verdict is allowed (nothing was held back, so it is the text
+        shown minus the disclosure); for a blocked or modified request it is None unless ``include_raw``.
+        """
+        show_raw = include_raw or self.decision is Verdict.ALLOWED
         return {
             "allowed": self.allowed,
             "verdict": self.decision.value,
             "text": self.final_text,
-            "raw_text": self.raw_text,
+            "raw_text": self.raw_text if show_raw else None,
             "reason": self.reason,
             "violations": [v.to_dict() for v in self.violations],
             "warnings": list(self.warnings),

@@ -123,8 +123,12 @@ class GenerationParams:
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        # A lone string is one stop sequence, not one per character.
+        object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
         problems = []
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            # An empty stop sequence matches at position 0 and would cut every output to nothing.
+            problems.append("stop sequences must be non-empty strings")
         if self.max_new_tokens < 1:
             problems.append("max_new_tokens must be at least 1")
         if self.min_new_tokens is not None and not 0 <= self.min_new_tokens <= self.max_new_tokens:

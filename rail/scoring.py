@@ -33,6 +33,8 @@ CHOICES = (*MODELS, "auto")
 # detoxify renames these Jigsaw labels when it loads a checkpoint; rail reports the same names.
 _LABEL_NAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
 _SETTINGS_KEYS = {"model", "device", "checkpoint", "config", "models", "max_length"}
+# Windows scored per forward pass: a batch of short texts is one pass, a huge text takes several.
+_WINDOWS_PER_PASS = 64
 
 
 def _frozen(mapping: Mapping[str, str | None]) -> Mapping[str, str | None]:
@@ -201,14 +203,48 @@ class _Classifier:
         self.max_length = max_length
 
     def predict(self, texts: list[str]) -> list[dict[str, float]]:
+        """Score each text; one longer than ``max_length`` tokens is scored in overlapping windows.
+
+        Every window is scored and a text keeps each label's maximum over its windows, so toxic text after
+        a long harmless stretch is still caught. Windows share a quarter of their tokens, so a phrase that
+        straddles a boundary lies whole in one of them. Texts that fit are one window each: a batch of
+        short texts is one forward pass.
+        """
         import torch
 
         with torch.inference_mode():
             inputs = self.tokenizer(
-                texts, return_tensors="pt", truncation=True, padding=True, max_length=self.max_length
-            ).to(self.device)
-            probabilities = torch.sigmoid(self.model(**inputs)[0]).float().cpu().tolist()
-        return [dict(zip(self.labels, row, strict=True)) for row in probabilities]
+                texts,
+                return_tensors="pt",
+                truncation=True,
+                padding=True,
+                max_length=self.max_length,
+                stride=self.max_length // 4,
+                return_overflowing_tokens=True,
+            )
+            owners = inputs.pop("overflow_to_sample_mapping").tolist()
+            inputs = inputs.to(self.device)
+            rows: list[list[float]] = []
+            # Bounded passes keep memory flat however long a hostile text is.
+            for start in range(0, len(owners), _WINDOWS_PER_PASS):
+                window = {k: v[start : start + _WINDOWS_PER_PASS] for k, v in inputs.items()}
+                rows += torch.sigmoid(self.model(**window)[0]).float().cpu().tolist()
+        return [dict(zip(self.labels, row, strict=True)) for row in max_per_text(owners, rows, len(texts))]
+
+
+def max_per_text(owners: Sequence[int], rows: Sequence[Sequence[float]], count: int) -> list[list[float]]:
+    """Merge window scores into one row per text: each label's maximum over the windows of that text.
+
+    ``owners[i]`` is the index of the text window ``i`` came from; every text needs at least one window.
+    """
+    merged: list[list[float] | None] = [None] * count
+    for owner, row in zip(owners, rows, strict=True):
+        best = merged[owner]
+        merged[owner] = list(row) if best is None else [max(a, b) for a, b in zip(best, row, strict=True)]
+    missing = [i for i, row in enumerate(merged) if row is None]
+    if missing:
+        raise ValueError(f"no window was scored for text {missing[0]}")
+    return merged  # type: ignore[return-value]
 
 
 # Loaded classifiers are shared by every scorer in the process: loading is the expensive part.
@@ -279,7 +315,13 @@ def _load(
         raise ScorerError(
             f"cannot load detoxify {model!r} from {source}{hint}: {_first_line(exc)} — {_how_to_fix(model)}"
         ) from exc
-    return _Classifier(net, tokenizer, labels, device, max_length)
+    try:
+        return _Classifier(net, tokenizer, labels, device, max_length)
+    except Exception as exc:  # torch raises several kinds for an unknown device or cuda without a GPU
+        raise ScorerError(
+            f"cannot run detoxify {model!r} on device {device!r}: {_first_line(exc)} — set "
+            f"RAIL_DETOXIFY_DEVICE (or `device:` in the scorer settings) to cpu or an available GPU"
+        ) from exc
 
 
 @contextmanager

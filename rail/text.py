@@ -2,10 +2,13 @@
 
 Every lexical check (phrase lists, regular expressions) runs on ``normalize(text).text``. The steps, in order:
 
-1. Unicode NFKC (fullwidth, ligatures, mathematical letters, circled letters become plain characters).
-2. Format characters removed (Unicode category Cf: zero-width spaces and joiners, bidi controls, soft hyphen,
-   BOM, tag characters); characters whose case folding is longer than one character are expanded
-   (``ß`` → ``ss``).
+1. Unicode NFKC (fullwidth, ligatures, mathematical letters, circled letters become plain characters), and
+   nonspacing marks on Latin, Greek and Cyrillic letters dropped (``m\u0308eth``, ``ḿeth``, strike-through
+   overlays); marks of other scripts (Arabic vowels, Indic vowel signs) are kept.
+2. Format characters removed (Unicode category Cf as the running Python's :mod:`unicodedata` defines it:
+   zero-width spaces and joiners, bidi controls, soft hyphen, BOM, tag characters); characters whose case
+   folding is longer than one character are expanded (``ß`` → ``ss``). Where such a run separated two word
+   characters, :attr:`NormalizedText.variants` holds the normalization with a space in its place.
 3. Words spelled letter by letter with separators are joined: ``m.e.t.h``, ``m-e-t-h``, ``m e t h`` → ``meth``
    (three or more single characters, at least one a letter, separated by one to three of
    ``space . - _ * | / \\ ~ + · •``).
@@ -27,45 +30,76 @@ normalized text back to the span of the original text it came from.
 >>> n.text
 'buy meth'
 >>> n.original_span(4, 8)
-(4, 11)
+(4, 10)
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
-__all__ = ["NormalizedText", "normalize"]
+__all__ = ["NormalizedText", "normalize", "normalize_light"]
 
-# Unicode category Cf (format characters) as of Unicode 14; tests compare this with unicodedata.
-_CF_RANGES = (
-    (0x00AD, 0x00AD),
-    (0x0600, 0x0605),
-    (0x061C, 0x061C),
-    (0x06DD, 0x06DD),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
-    (0x180E, 0x180E),
-    (0x200B, 0x200F),
-    (0x202A, 0x202E),
-    (0x2060, 0x2064),
-    (0x2066, 0x206F),
-    (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB),
-    (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD),
-    (0x13430, 0x13438),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0001, 0xE0001),
-    (0xE0020, 0xE007F),
-)
-_CF_CLASS = "".join(f"{chr(a)}-{chr(b)}" if a != b else chr(a) for a, b in _CF_RANGES)
+
+
+def _ranges(codes: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    ranges: list[tuple[int, int]] = []
+    for c in codes:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    return tuple(ranges)
+
+
+@cache
+def _category_ranges() -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """Categories Cf (format characters) and Mn (nonspacing marks) as ranges, from this Python's unicodedata.
+
+    Built once, on first use, so the tables always match the Unicode version of the running Python.
+    """
+    cf: list[int] = []
+    mn: list[int] = []
+    for c in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(c))
+        if category == "Cf":
+            cf.append(c)
+        elif category == "Mn":
+            mn.append(c)
+    return _ranges(cf), _ranges(mn)
+
+
+def _cf_ranges() -> tuple[tuple[int, int], ...]:
+    """Unicode category Cf as ranges of code points (zero-width spaces and joiners, bidi controls, …)."""
+    return _category_ranges()[0]
+
+
+def _class(ranges: Iterable[tuple[int, int]]) -> str:
+    return "".join(
+        f"{re.escape(chr(a))}-{re.escape(chr(b))}" if a != b else re.escape(chr(a)) for a, b in ranges
+    )
+
+
+@cache
+def _cf_pattern() -> re.Pattern[str]:
+    return re.compile(f"[{_class(_cf_ranges())}]+")
+
+
+@cache
+def _marked_pattern() -> re.Pattern[str]:
+    """Any nonspacing mark, or a precomposed Latin/Greek/Cyrillic letter that carries one."""
+    precomposed = [
+        c
+        for c in range(0x80, 0x2000)
+        if any(unicodedata.category(d) == "Mn" for d in unicodedata.normalize("NFD", chr(c)))
+    ]
+    return re.compile(f"[{_class(_category_ranges()[1])}{_class(_ranges(precomposed))}]")
+
 
 # Look-alikes of Latin letters in Cyrillic and Greek, case kept (upper maps to upper, lower to lower).
 _HOMOGLYPHS = str.maketrans(
@@ -195,7 +229,6 @@ _SPELLED = re.compile(
 )
 _SEPARATOR_RUN = re.compile(rf"{_SEPARATOR}+")
 _WHITESPACE_RUN = re.compile(r"\s{2,}")
-_CF = re.compile(f"[{_CF_CLASS}]+")
 _WORD = re.compile(r"[\w@$]+")
 _HAS_CYR_GREEK = re.compile(f"[{_CYR_GREEK}]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
@@ -268,6 +301,7 @@ class NormalizedText:
     text: str
     original: str
     _stages: tuple[_Stage, ...] = ()
+    variants: tuple[NormalizedText, ...] = ()
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Return the span of ``original`` that the normalized span ``[start, end)`` came from."""
@@ -292,13 +326,45 @@ def _expanding_casefold() -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in chars) + "]")
 
 
-def _nfkc_edits(text: str) -> Iterable[tuple[int, int, str]]:
+_LGC_PREFIXES = ("LATIN ", "GREEK ", "CYRILLIC ")
+
+
+@cache
+def _marks_dropped(ch: str) -> bool:
+    """Whether combining marks on the base letter ``ch`` are dropped (Latin, Greek and Cyrillic letters)."""
+    return ch.isalpha() and unicodedata.name(ch, "").startswith(_LGC_PREFIXES)
+
+
+def _strip_marks(s: str) -> str:
+    """Drop the nonspacing marks (Mn) that sit on Latin, Greek or Cyrillic letters; keep all others."""
+    out = []
+    drop = False
+    for ch in unicodedata.normalize("NFD", s):
+        if unicodedata.category(ch) == "Mn":
+            if drop:
+                continue
+        else:
+            drop = _marks_dropped(ch)
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
+@cache
+def _fold_char(ch: str, strip: bool) -> str:
+    normal = unicodedata.normalize("NFKC", ch)
+    return _strip_marks(normal) if strip else normal
+
+
+def _cluster_edits(text: str, strip: bool) -> Iterable[tuple[int, int, str]]:
+    """NFKC each base character with its marks; ``strip`` also drops marks on Latin/Greek/Cyrillic letters."""
     # Composition never crosses a line break, and ASCII-only lines are already NFKC: only look at the others.
     if text.isascii():
         return
     for line in _LINE.finditer(text):
         chunk = line.group()
-        if chunk.isascii() or unicodedata.is_normalized("NFKC", chunk):
+        if chunk.isascii() or (
+            unicodedata.is_normalized("NFKC", chunk) and not (strip and _marked_pattern().search(chunk))
+        ):
             continue
         base = line.start()
         i = 0
@@ -308,19 +374,57 @@ def _nfkc_edits(text: str) -> Iterable[tuple[int, int, str]]:
             while j < n and unicodedata.category(chunk[j])[0] == "M":
                 j += 1
             cluster = chunk[i:j]
-            normal = unicodedata.normalize("NFKC", cluster)
+            if j == i + 1:
+                normal = cluster if cluster.isascii() else _fold_char(cluster, strip)
+            else:
+                normal = unicodedata.normalize("NFKC", cluster)
+                if strip:
+                    normal = _strip_marks(normal)
             if normal != cluster:
                 yield base + i, base + j, normal
             i = j
 
 
-def _format_edits(text: str) -> Iterable[tuple[int, int, str]]:
+def _nfkc_edits(text: str) -> Iterable[tuple[int, int, str]]:
+    return _cluster_edits(text, True)
+
+
+def _nfkc_only_edits(text: str) -> Iterable[tuple[int, int, str]]:
+    return _cluster_edits(text, False)
+
+
+def _is_joining_script(ch: str) -> bool:
+    return ord(ch) > 0x052F and not ch.isascii()
+
+
+def _cf_edits(text: str, as_space: bool = False) -> Iterable[tuple[int, int, str]]:
+    """Remove format characters; with ``as_space``, a run between two word characters becomes a space."""
+    for m in _cf_pattern().finditer(text):
+        start, end = m.start(), m.end()
+        replacement = ""
+        if as_space and 0 < start and end < len(text):
+            before, after = text[start - 1], text[end]
+            joiners_only = not m.group().strip("\u200c\u200d")
+            if (
+                (before.isalnum() and after.isalnum())
+                # ZWJ/ZWNJ are spelling inside words of Arabic, Persian and Indic scripts: keep them joining.
+                and not (joiners_only and (_is_joining_script(before) or _is_joining_script(after)))
+            ):
+                replacement = " "
+        yield start, end, replacement
+
+
+def _format_edits(text: str, as_space: bool = False) -> Iterable[tuple[int, int, str]]:
     expanding = _expanding_casefold()
-    matches = sorted(
-        [(m.start(), m.end(), "") for m in _CF.finditer(text)]
+    return sorted(
+        [*_cf_edits(text, as_space)]
         + [(m.start(), m.end(), m.group().casefold()) for m in expanding.finditer(text)]
     )
-    return matches
+
+
+def _cf_splits(text: str) -> bool:
+    """Whether some format-character run in ``text`` separates two word characters (see :func:`normalize`)."""
+    return any(r == " " for _, _, r in _cf_edits(text, True))
 
 
 def _spelled_edits(text: str) -> Iterable[tuple[int, int, str]]:
@@ -370,26 +474,63 @@ def _fold_leet(text: str) -> str:
     return _LEET_WORD.sub(fold, text)
 
 
-_EDIT_STEPS: tuple[Callable[[str], Iterable[tuple[int, int, str]]], ...] = (
-    _nfkc_edits,
-    _format_edits,
-    _spelled_edits,
-    _whitespace_edits,
-)
-
-
-def normalize(text: str) -> NormalizedText:
-    """Return the normalized form of ``text`` used by every lexical check, with a map back to ``text``."""
-    if not isinstance(text, str):
-        raise TypeError(f"normalize() expects str, got {type(text).__name__}")
+def _run(text: str, steps: Iterable[Callable[[str], Iterable[tuple[int, int, str]]]]) -> NormalizedText:
     stages: list[_Stage] = []
     current = text
-    for step in _EDIT_STEPS:
+    for step in steps:
         current, stage = _apply(current, step(current))
         if stage is not None:
             stages.append(stage)
+    return NormalizedText(current, text, tuple(stages))
+
+
+def normalize(text: str) -> NormalizedText:
+    """Return the normalized form of ``text`` used by every lexical check, with a map back to ``text``.
+
+    When a format character (a zero-width space, a word joiner) stands between two word characters,
+    ``variants`` holds a second normalization in which it is a space, so a zero-width space used as the space
+    in ``please dox`` still leaves a word boundary before ``dox``. Lexical checks match on ``text`` and on
+    each variant.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"normalize() expects str, got {type(text).__name__}")
+    nfkc = _run(text, (_nfkc_edits,))
+    variants = []
+    if _cf_splits(nfkc.text):
+        variants.append(_finish(_extend(nfkc, (partial(_format_edits, as_space=True),))))
+    main = _finish(_extend(nfkc, (_format_edits,)))
+    return NormalizedText(main.text, text, main._stages, tuple(variants))
+
+
+def _extend(
+    base: NormalizedText, steps: Iterable[Callable[[str], Iterable[tuple[int, int, str]]]]
+) -> NormalizedText:
+    more = _run(base.text, (*steps, _spelled_edits, _whitespace_edits))
+    return NormalizedText(more.text, base.original, base._stages + more._stages)
+
+
+def _finish(n: NormalizedText) -> NormalizedText:
     # The remaining steps change characters one for one, so they need no map.
-    current = _fold_homoglyphs(current)
+    current = _fold_homoglyphs(n.text)
     current = current.casefold().translate(_QUOTES_AND_SPACE)
     current = _fold_leet(current)
-    return NormalizedText(current, text, tuple(stages))
+    return NormalizedText(current, n.original, n._stages)
+
+
+def normalize_light(text: str) -> NormalizedText:
+    """Return a light normalization for detectors that need exact characters (personal data).
+
+    NFKC (fullwidth ``＠`` and digits become ASCII), format characters removed, and every decimal digit of
+    any script (Arabic-Indic ``٤``, Devanagari ``४``) written as its ASCII digit; no case, look-alike,
+    leetspeak or spacing changes. Spans map back to ``text`` with :meth:`NormalizedText.original_span`.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"normalize_light() expects str, got {type(text).__name__}")
+    n = _run(text, (_nfkc_only_edits, _cf_edits))
+    current = n.text
+    if not current.isascii():
+        current = _NON_ASCII_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group())), current)
+    return NormalizedText(current, text, n._stages)
+
+
+_NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d")

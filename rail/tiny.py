@@ -136,7 +136,7 @@ def build_tiny_detoxify(
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(w for w in words if w not in chars)]
     vocab_file = config_dir / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True).save_pretrained(config_dir)
+    BertTokenizer(vocab=str(vocab_file), do_lower_case=True).save_pretrained(config_dir)
 
     config = BertConfig(
         vocab_size=len(vocab),

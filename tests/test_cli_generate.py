@@ -20,6 +20,22 @@ disclosure: {mode: visible, position: suffix}
 languages: [en]
 """
 
+# Extends the pack with a rule that fires on every output the model writes (any non-space character).
+EVERY_OUTPUT = """\
+id: test-every-output
+version: "1"
+extends: bigscience-bloom-rail-1.0
+rules:
+  - id: any-output
+    description: every generated character
+    restrictions: []
+    stages: [output]
+    check: {{kind: regex, params: {{pattern: '\\S'}}}}
+    action: {action}
+    severity: low
+    coverage: [screened-in-outputs]
+"""
+
 
 @pytest.fixture
 def declaration(tmp_path: Path) -> Path:
@@ -182,3 +198,41 @@ def test_detect_exit_codes_follow_the_verdict(
         ],
     )
     assert miss.exit_code == 1 and miss.stdout.startswith("not watermarked")
+
+
+@pytest.mark.parametrize(
+    ("action", "verdict", "exit_code"), [("block", "blocked", 1), ("redact", "modified", 0)]
+)
+def test_json_never_prints_held_back_output(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, tmp_path: Path, action: str, verdict: str,
+    exit_code: int,
+) -> None:
+    prompt = "Write a haiku about the sea."
+    plain = _generate(tiny_bloom_dir, declaration, "--json", prompt)
+    assert plain.exit_code == 0, plain.output
+    raw = json.loads(plain.stdout)["raw_text"]
+    assert raw
+    policy = tmp_path / "every-output.yaml"
+    policy.write_text(EVERY_OUTPUT.format(action=action), encoding="utf-8")
+    held = _generate(tiny_bloom_dir, declaration, "--policy", str(policy), "--json", prompt)
+    assert held.exit_code == exit_code, held.output
+    line = json.loads(held.stdout)
+    assert line["verdict"] == verdict and line["raw_text"] is None
+    assert raw not in (line["text"] or "")
+    text = _generate(tiny_bloom_dir, declaration, "--policy", str(policy), prompt)
+    assert text.exit_code == exit_code and raw not in text.output
+
+
+def test_empty_stop_sequence_is_a_usage_error(tiny_bloom_dir: Path, declaration: Path) -> None:
+    result = _generate(tiny_bloom_dir, declaration, "--stop", "", "Write a haiku about the sea.")
+    assert result.exit_code == 2
+    assert "stop sequences must be non-empty" in result.stderr and "Traceback" not in result.output
+
+
+def test_unusable_scorer_device_blocks_with_exit_1(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAIL_DETOXIFY_DEVICE", "bogus")
+    result = _generate(tiny_bloom_dir, declaration, "Write a haiku about the sea.")
+    assert result.exit_code == 1, result.output
+    assert "rail: blocked" in result.stderr and "device 'bogus'" in result.stderr

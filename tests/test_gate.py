@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,21 @@ id: test-fail-open
 version: "1"
 extends: bigscience-bloom-rail-1.0
 fail_open: true
+"""
+# Extends the pack with a rule that fires on every output the model writes (any non-space character).
+EVERY_OUTPUT = """\
+id: test-every-output
+version: "1"
+extends: bigscience-bloom-rail-1.0
+rules:
+  - id: any-output
+    description: every generated character
+    restrictions: []
+    stages: [output]
+    check: {{kind: regex, params: {{pattern: '\\S'}}}}
+    action: {action}
+    severity: low
+    coverage: [screened-in-outputs]
 """
 PARAMS = GenerationParams(max_new_tokens=16, do_sample=True, seed=5)
 
@@ -233,3 +249,45 @@ def test_scores_under_every_threshold_pass(
     )
     assert not [v for v in result.violations if v.rule in ("toxic-language", "identity-attack")]
     assert result.scores["prompt"] and max(result.scores["prompt"].values()) < 0.5
+
+
+@pytest.mark.parametrize(("action", "verdict"), [("block", Verdict.BLOCKED), ("redact", Verdict.MODIFIED)])
+def test_held_back_output_stays_out_of_the_json_form(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings, tmp_path: Path, action: str,
+    verdict: Verdict,
+) -> None:
+    policy = tmp_path / "every-output.yaml"
+    policy.write_text(EVERY_OUTPUT.format(action=action), encoding="utf-8")
+    gate = GatedGenerator(
+        model=generator, declaration=declaration, policy=policy, scorer=scorer, params=PARAMS
+    )
+    result = gate.generate("Write a haiku about the sea.")
+    assert result.decision is verdict
+    assert result.raw_text  # the library user who asks can still read the unchecked text
+    assert result.raw_text not in (result.final_text or "")
+    assert result.to_dict()["raw_text"] is None
+    assert result.to_dict(include_raw=True)["raw_text"] == result.raw_text
+
+
+def test_allowed_json_form_keeps_the_raw_text(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+) -> None:
+    result = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, params=PARAMS).generate(
+        "Write a haiku about the sea."
+    )
+    assert result.decision is Verdict.ALLOWED
+    assert result.to_dict()["raw_text"] == result.raw_text and result.raw_text
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+def test_unusable_scorer_device_blocks_with_the_reason(
+    generator: TextGenerator, declaration: Path, tiny_detoxify: tuple[Path, Path], device: str
+) -> None:
+    settings = replace(_settings(*tiny_detoxify), device=device)
+    gate = GatedGenerator(model=generator, declaration=declaration, scorer=settings, params=PARAMS)
+    if not gate.engine.needs_scores("input") and not gate.engine.needs_scores("output"):
+        pytest.skip("the default pack has no toxicity rule")
+    result = gate.generate("Write a haiku about the sea.")
+    assert result.decision is Verdict.BLOCKED and result.final_text is None
+    assert f"device {device!r}" in (result.reason or "")
+

@@ -173,11 +173,22 @@ def test_tokenizer_only_load(tiny_bloom_dir: Path) -> None:
         {"temperature": 0},
         {"top_p": 1.5},
         {"min_new_tokens": 100, "max_new_tokens": 10},
+        {"stop": ("",)},
+        {"stop": ("END", "")},
     ],
 )
 def test_bad_generation_parameters(bad: dict) -> None:
     with pytest.raises(ConfigError):
         GenerationParams(**bad)
+
+
+def test_empty_stop_sequence_is_refused_on_override() -> None:
+    with pytest.raises(ConfigError, match="stop sequences must be non-empty"):
+        GenerationParams().replace(stop=("",))
+
+
+def test_a_lone_stop_string_is_one_sequence() -> None:
+    assert GenerationParams(stop="END").stop == ("END",)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,120 @@ def test_empty_input_needs_no_model() -> None:
     assert (
         ToxicityScorer(ScorerSettings(model="original", checkpoints={"original": "/missing"})).score([]) == []
     )
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+def test_unusable_device_is_a_scorer_error(device: str, tiny_detoxify: tuple[Path, Path]) -> None:
+    checkpoint, config_dir = tiny_detoxify
+    settings = ScorerSettings(
+        model="unbiased", checkpoints={"unbiased": str(checkpoint)}, configs={"unbiased": str(config_dir)},
+        device=device,
+    )
+    with pytest.raises(ScorerError, match=f"on device '{device}'.*RAIL_DETOXIFY_DEVICE"):
+        ToxicityScorer(settings).score(["hello there"])
+
+
+def test_cuda_without_a_gpu_is_a_scorer_error(
+    detoxify_env: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("RAIL_DETOXIFY_DEVICE", "cuda")
+    with pytest.raises(ScorerError, match="device 'cuda'"):
+        ToxicityScorer(ScorerSettings.from_env()).score(["hello there"])
+
+
+class MarkerModel:
+    """Stands in for the classifier network: `toxicity` is high exactly in windows that hold ``marker``."""
+
+    def __init__(self, marker: int, labels: int) -> None:
+        self.marker, self.labels, self.windows = marker, labels, []
+
+    def to(self, device: str) -> MarkerModel:
+        return self
+
+    def eval(self) -> MarkerModel:
+        return self
+
+    def __call__(self, input_ids: Any, attention_mask: Any, **_: Any) -> tuple[Any]:
+        import torch
+
+        self.windows.append(input_ids.tolist())
+        logits = torch.full((input_ids.shape[0], self.labels), -4.0)
+        logits[:, 0] = torch.where((input_ids == self.marker).any(dim=1), 4.0, -4.0)
+        return (logits,)
+
+
+@pytest.fixture
+def marker_classifier() -> tuple[Any, MarkerModel]:
+    """A scorer classifier with a real BERT tokenizer, a 16-token window and the marker network."""
+    from transformers import BertTokenizer
+
+    from rail.scoring import _Classifier
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "model"]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    model = MarkerModel(vocab["model"], len(DETOXIFY_LABELS))
+    return _Classifier(model, BertTokenizer(vocab=vocab), list(DETOXIFY_LABELS), "cpu", 16), model
+
+
+@pytest.mark.parametrize("position", [0, 13, 14, 15, 100, 199])
+def test_long_text_is_scored_in_windows_and_keeps_the_maximum(
+    marker_classifier: tuple[Any, MarkerModel], position: int
+) -> None:
+    classifier, model = marker_classifier
+    words = ["the"] * 200
+    words[position] = "model"
+    long_text = " ".join(words)
+    clean, marked = classifier.predict([" ".join(["the"] * 200), long_text])
+    assert clean["toxicity"] < 0.1 and marked["toxicity"] > 0.9  # truncation at 16 tokens would miss it
+    assert marked["insult"] < 0.1
+    windows = model.windows[0]
+    assert len(model.windows) == 1  # one pass for both texts
+    assert all(len(w) <= 16 for w in windows)
+    # 14 tokens of text per window, 4 shared with the next: (200 - 14) / 10 + 1 windows per text
+    assert len(windows) == 2 * 20
+
+
+def test_short_texts_are_one_window_each_in_one_pass(marker_classifier: tuple[Any, MarkerModel]) -> None:
+    classifier, model = marker_classifier
+    rows = classifier.predict(["the model", "the the", ""])
+    assert [round(r["toxicity"]) for r in rows] == [1, 0, 0]
+    assert len(model.windows) == 1 and len(model.windows[0]) == 3
+
+
+@pytest.mark.parametrize(
+    ("owners", "rows", "expected"),
+    [
+        ([0, 1], [[0.1, 0.2], [0.3, 0.4]], [[0.1, 0.2], [0.3, 0.4]]),
+        ([0, 0, 0, 1], [[0.1, 0.9], [0.7, 0.2], [0.3, 0.3], [0.5, 0.5]], [[0.7, 0.9], [0.5, 0.5]]),
+    ],
+)
+def test_window_scores_merge_to_the_maximum_per_label(
+    owners: list[int], rows: list[list[float]], expected: list[list[float]]
+) -> None:
+    from rail.scoring import max_per_text
+
+    assert max_per_text(owners, rows, 2) == expected
+
+
+def test_a_text_with_no_window_is_an_error() -> None:
+    from rail.scoring import max_per_text
+
+    with pytest.raises(ValueError, match="text 1"):
+        max_per_text([0], [[0.1]], 2)
+
+
+def test_long_text_scores_with_the_real_tiny_model(detoxify_env: tuple[Path, Path]) -> None:
+    checkpoint, config_dir = detoxify_env
+    settings = ScorerSettings(
+        model="unbiased", checkpoints={"unbiased": str(checkpoint)}, configs={"unbiased": str(config_dir)},
+        max_length=32,
+    )
+    scorer = ToxicityScorer(settings)
+    long_text = "The model writes a short answer. " * 300
+    short, long = scorer.score(["The model writes a short answer.", long_text])
+    assert tuple(long) == DETOXIFY_LABELS and all(0.0 <= p <= 1.0 for p in long.values())
+    assert all(long[label] >= short[label] - 0.05 for label in DETOXIFY_LABELS)

@@ -44,7 +44,7 @@ def test_evasion_forms_fold(raw: str, expected: str) -> None:
     ("raw", "expected"),
     [
         ("Привет, как дела? Это сор.", "привет, как дела? это сор."),  # Russian stays Russian
-        ("Καλημέρα κόσμε", "καλημέρα κόσμε"),  # Greek stays Greek
+        ("Καλημέρα κόσμε", "καλημερα κοσμε"),  # Greek stays Greek (accents dropped, see below)
         ("ΜΕΤΗ", "μετη"),  # Greek-only text is not folded to Latin
         ("Call +1 555-0100 in 2023", "call +1 555-0100 in 2023"),  # phones and years untouched
         ("version 1.2.3 and 10.15.7", "version 1.2.3 and 10.15.7"),
@@ -52,7 +52,9 @@ def test_evasion_forms_fold(raw: str, expected: str) -> None:
         ("192.168.0.1", "192.168.0.1"),
         ("一个传奇的开端", "一个传奇的开端"),
         ("मुझे हिंदी पसंद है", "मुझे हिंदी पसंद है"),
-        ("Mạng neural nhân tạo", "mạng neural nhân tạo"),
+        ("Mạng neural nhân tạo", "mang neural nhan tao"),  # marks on Latin letters are dropped
+        ("ٱلْعَرَبِيَّة", "ٱلْعَرَبِيَّة"),  # Arabic vowel marks are kept
+        ("मुझे", "मुझे"),  # Indic vowel signs are kept
     ],
 )
 def test_genuine_text_is_kept(raw: str, expected: str) -> None:
@@ -66,7 +68,9 @@ def test_genuine_text_is_kept(raw: str, expected: str) -> None:
         ("x m . e . t . h y", "meth", "m . e . t . h"),
         ("please ＭＥＴＨ!", "meth", "ＭＥＴＨ"),
         ("a Straße b", "strasse", "Straße"),
-        ("e\u0301te\u0301 ok", "été", "e\u0301te\u0301"),
+        ("e\u0301te\u0301 ok", "ete", "e\u0301te\u0301"),
+        ("how to make m\u0308eth", "meth", "m\u0308eth"),
+        ("child p\u0336o\u0336r\u0336n", "porn", "p\u0336o\u0336r\u0336n"),
         ("Say  \u202e m3th", "meth", "m3th"),
     ],
 )
@@ -92,9 +96,52 @@ def test_span_outside_the_text_is_an_error() -> None:
 
 
 def test_format_character_table_matches_unicodedata() -> None:
-    table = {c for a, b in railtext._CF_RANGES for c in range(a, b + 1)}
+    table = {c for a, b in railtext._cf_ranges() for c in range(a, b + 1)}
     actual = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
     assert table == actual
+    # Every one of them is removed, whatever Unicode version this Python has.
+    sample = "".join(chr(a) + chr(b) for a, b in railtext._cf_ranges())
+    assert normalize("m" + sample + "eth").text == "meth"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("how to make m\u0308eth", "how to make meth"),
+        ("how to make ḿeth", "how to make meth"),  # precomposed
+        ("child p\u0336o\u0336r\u0336n", "child porn"),  # strike-through overlay
+        ("ДИТЯ\u0301", "дитя"),
+        ("ἄλφα", "αλφα"),
+    ],
+)
+def test_marks_on_latin_greek_cyrillic_letters_are_dropped(raw: str, expected: str) -> None:
+    assert normalize(raw).text == expected
+
+
+@pytest.mark.parametrize("joiner", ["\u200b", "\u2060", "\ufeff", "\u200b\u2060"])
+def test_format_character_between_words_gives_a_variant_with_a_space(joiner: str) -> None:
+    raw = f"please{joiner}dox him"
+    n = normalize(raw)
+    assert n.text == "pleasedox him"
+    (variant,) = n.variants
+    assert variant.text == "please dox him"
+    start = variant.text.index("dox")
+    a, b = variant.original_span(start, start + 3)
+    assert raw[a:b] == "dox"
+
+
+def test_joiners_inside_persian_and_indic_words_give_no_variant() -> None:
+    assert normalize("می\u200cخواهم").variants == ()
+    assert normalize("क्\u200dष").variants == ()
+    assert normalize("m\u200beth").variants[0].text == "m eth"
+
+
+def test_normalize_light_keeps_letters_and_maps_spans() -> None:
+    raw = "Jane\u200b＠Example.org ٤١١١ ４１"
+    n = railtext.normalize_light(raw)
+    assert n.text == "Jane@Example.org 4111 41"
+    assert n.original_span(0, 16) == (0, 17)
+    assert n.original_span(17, 21) == (18, 22)
 
 
 @pytest.mark.parametrize(
@@ -108,5 +155,10 @@ def test_format_character_table_matches_unicodedata() -> None:
     ],
 )
 def test_megabytes_of_hostile_input_complete(hostile: str) -> None:
-    n = normalize(hostile)
-    assert n.original_span(0, len(n.text))[1] <= len(hostile)
+    from rail.policy.matcher import PhraseMatcher
+
+    raw = hostile + " so buy m\u200be\u200bth now"
+    n = normalize(raw)
+    (match,) = [m for m in PhraseMatcher(["buy meth"]).finditer(n) if m.start >= len(hostile)]
+    assert raw[match.start : match.end] == "buy m\u200be\u200bth"
+    assert (match.start, match.end) == (len(hostile) + 4, len(raw) - 4)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from rail.audit.chain import Checkpoint, entry_hash, genesis_hash
-from rail.audit.log import _SCHEMA, LOG_FORMAT, open_log_readonly
+from rail.audit.log import _SCHEMA, LOG_FORMAT, column_bytes, open_log_readonly
 from rail.audit.record import canonical_json
 from rail.errors import AuditError
 
@@ -34,6 +34,7 @@ def export_jsonl(log_path: str | Path, out_path: str | Path) -> int:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     except OSError as exc:
+        conn.close()
         raise AuditError(f"cannot write {out_path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as out:
@@ -41,18 +42,22 @@ def export_jsonl(log_path: str | Path, out_path: str | Path) -> int:
             out.write(canonical_json(header) + b"\n")
             rows = conn.execute("SELECT seq, prev, hash, data FROM records ORDER BY seq")
             for seq, prev, digest, data in rows:
-                # Splice the stored bytes in unparsed: the export carries exactly what was hashed.
-                out.write(b'{"hash":"' + digest.hex().encode() + b'","prev":"' + prev.hex().encode()
-                          + b'","record":' + bytes(data) + b',"seq":' + str(seq).encode() + b"}\n")
+                # Splice the stored bytes in unparsed: the export carries exactly what was hashed (or what an
+                # edit through SQL left, as TEXT or a number), so verifying the export finds the same break.
+                out.write(b'{"hash":"' + column_bytes(digest).hex().encode() + b'","prev":"'
+                          + column_bytes(prev).hex().encode() + b'","record":' + column_bytes(data)
+                          + b',"seq":' + str(seq).encode() + b"}\n")
                 count += 1
             for (data,) in conn.execute("SELECT data FROM checkpoints ORDER BY id"):
-                out.write(b'{"checkpoint":' + data.encode("utf-8") + b"}\n")
+                out.write(b'{"checkpoint":' + column_bytes(data) + b"}\n")
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise AuditError(f"cannot read audit log {log_path}: {exc}") from None
         raise
     finally:
         conn.close()
@@ -73,7 +78,13 @@ def import_jsonl(src: str | Path, dest: str | Path, *, force: bool = False) -> i
         handle = src.open("rb")
     except OSError as exc:
         raise AuditError(f"cannot read export {src}: {exc.strerror}") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        handle.close()
+        where = (f"the directory {dest.parent} does not exist" if not dest.parent.is_dir()
+                 else exc.strerror)
+        raise AuditError(f"cannot create {dest}: {where}") from None
     os.close(fd)
     try:
         with handle:

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from rail.audit.chain import Checkpoint, entry_hash, genesis_hash, sign_checkpoint
@@ -39,7 +39,8 @@ from rail.audit.record import (
 )
 from rail.errors import AuditError
 
-__all__ = ["LOG_FORMAT", "SIGNING_KEY_ENV", "AuditLog", "BufferedSink", "open_log_readonly", "read_records"]
+__all__ = ["LOG_FORMAT", "SIGNING_KEY_ENV", "AuditLog", "BufferedSink", "column_bytes", "open_log_readonly",
+           "read_checkpoints", "read_records"]
 
 LOG_FORMAT = "rail-audit-log/1"
 #: Environment variable naming the checkpoint signing key file when none is passed explicitly.
@@ -75,11 +76,31 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     return meta
 
 
+def column_bytes(value: object) -> bytes:
+    """Return a stored column as bytes: rail writes BLOBs, but an edit through SQL may leave TEXT or a number.
+
+    Comparing and hashing these bytes means such an edit is reported as tampering instead of crashing.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return repr(value).encode("utf-8")
+
+
+def _require_file(path: Path) -> None:
+    if path.is_dir():
+        raise AuditError(f"audit log {path} is a directory, not a file")
+    if not path.exists():
+        raise AuditError(f"audit log {path} does not exist")
+    if not path.is_file():
+        raise AuditError(f"audit log {path} is not a regular file")
+
+
 def open_log_readonly(path: str | Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     """Open a log for reading only; return the connection and its metadata. AuditError if it is not a log."""
     path = Path(path)
-    if not path.is_file():
-        raise AuditError(f"audit log {path} does not exist")
+    _require_file(path)
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         meta = _read_meta(conn, path)
@@ -88,17 +109,48 @@ def open_log_readonly(path: str | Path) -> tuple[sqlite3.Connection, dict[str, s
     return conn, meta
 
 
-def read_records(path: str | Path) -> Iterator[tuple[int, AuditRecord]]:
-    """Yield ``(seq, record)`` for every stored record in order, streaming; the chain is not checked here."""
+def read_records(path: str | Path, *, on_error: Callable[[int, AuditError], None] | None = None,
+                 ) -> Iterator[tuple[int, AuditRecord]]:
+    """Yield ``(seq, record)`` for every stored record in order, streaming; the chain is not checked here.
+
+    A record that is not valid JSON or not a valid audit record raises AuditError naming its number, unless
+    ``on_error`` is given: then it is called with the number and the error, and reading carries on.
+    """
     conn, _ = open_log_readonly(path)
     try:
         for seq, data in conn.execute("SELECT seq, data FROM records ORDER BY seq"):
             try:
-                yield seq, AuditRecord.from_dict(json.loads(data))
-            except (ValueError, AuditError) as exc:
-                raise AuditError(f"{path}: record {seq} is not a valid audit record: {exc}") from None
+                record = AuditRecord.from_dict(json.loads(column_bytes(data)))
+            except (ValueError, RecursionError, AuditError) as exc:
+                error = AuditError(f"{path}: record {seq} is not a valid audit record: {exc}")
+                if on_error is None:
+                    raise error from None
+                on_error(seq, error)
+                continue
+            yield seq, record
     finally:
         conn.close()
+
+
+def read_checkpoints(path: str | Path) -> list[Checkpoint]:
+    """Return the checkpoints stored in the log at ``path``, oldest first, without writing to it."""
+    path = Path(path)
+    conn, _ = open_log_readonly(path)
+    try:
+        rows = conn.execute("SELECT data FROM checkpoints ORDER BY id").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise AuditError(f"cannot read audit log {path}: {exc}") from None
+    finally:
+        conn.close()
+    return [_parse_checkpoint(data, f"{path} checkpoint") for (data,) in rows]
+
+
+def _parse_checkpoint(data: object, source: str) -> Checkpoint:
+    try:
+        value = json.loads(column_bytes(data))
+    except ValueError as exc:
+        raise AuditError(f"{source} is not JSON ({exc})") from None
+    return Checkpoint.from_dict(value, source=source)
 
 
 class AuditLog:
@@ -109,8 +161,17 @@ class AuditLog:
     >>> log.checkpoint().save("/elsewhere/audit.checkpoint")
 
     Privacy is applied before anything is written. ``salt`` (or ``RAIL_AUDIT_SALT``) is needed for
-    ``privacy="hashed"``; it is never stored in the log, only a fingerprint that stops a second salt being
-    mixed in. ``signing_key`` (a :class:`CheckpointKey` or key file path, or ``RAIL_AUDIT_SIGNING_KEY``) signs
+    ``privacy="hashed"`` and keys output digests in ``"redacted"``; it is never stored in the log, only a
+    fingerprint that stops a second salt being mixed in.
+
+    ``path`` must not exist yet (the log is created), be a rail audit log, or be an empty (0-byte) file.
+    An empty file is taken as a new log: it holds nothing that could be lost, SQLite treats it as an empty
+    database, and it is what a log being created by another process looks like for a moment — refusing it
+    would make concurrent first opens fail at random. Any other existing file is refused unchanged
+    (checked read-only first). Read-only tools (verify, report, export, ``checkpoint --latest``) never use
+    this class, so they never turn a file into a log.
+
+    ``signing_key`` (a :class:`CheckpointKey` or key file path, or ``RAIL_AUDIT_SIGNING_KEY``) signs
     checkpoints, written automatically every ``checkpoint_every`` records and on demand with
     :meth:`checkpoint`.
     ``synchronous="full"`` (default) fsyncs the WAL at every commit, so a returned append survives power loss;
@@ -166,6 +227,8 @@ class AuditLog:
         return self._conn
 
     def _open(self) -> str:
+        if self.path.exists():
+            _require_file(self.path)
         if self.path.exists() and self.path.stat().st_size > 0:
             # Check read-only first: switching a foreign database to WAL would already modify it.
             readonly, _ = open_log_readonly(self.path)
@@ -181,7 +244,8 @@ class AuditLog:
                 for key, value in meta_rows:
                     conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             meta = _read_meta(conn, self.path)
-        if self.privacy is PrivacyMode.HASHED:
+        if self._salt and self.privacy is not PrivacyMode.FULL:
+            # Redacted mode keys provenance digests with the salt too, so both modes keep one salt per log.
             self._check_salt(conn, meta)
         return meta["log_id"]
 
@@ -289,7 +353,7 @@ class AuditLog:
         """Return the checkpoints stored in the log, oldest first."""
         with self._lock:
             rows = self._connection().execute("SELECT data FROM checkpoints ORDER BY id").fetchall()
-        return [Checkpoint.from_dict(json.loads(data), source=f"{self.path} checkpoint") for (data,) in rows]
+        return [_parse_checkpoint(data, f"{self.path} checkpoint") for (data,) in rows]
 
     def close(self) -> None:
         """Close the connection; a later call reopens it."""

@@ -7,7 +7,8 @@ spans unchanged.
 
 Prompt and output text are personal data. :func:`apply_privacy` turns a record into what may be stored:
 ``full`` keeps the text, ``redacted`` (the default) replaces personal data found by the policy engine's PII
-detectors, ``hashed`` keeps only a salted SHA-256 (HMAC) of each text.
+detectors, ``hashed`` keeps only a salted SHA-256 (HMAC) of each text (see :func:`apply_privacy` for every
+field each mode changes).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -206,12 +208,27 @@ class AuditRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditRecord:
-        """Rebuild a record from :meth:`to_dict` output; raise AuditError naming the first missing/bad key."""
+        """Rebuild a record from :meth:`to_dict` output; raise AuditError naming the first missing/bad key.
+
+        Every field is type-checked (a string where an object belongs, a list of durations, a number as the
+        time), so a record edited by hand is refused with the key that is wrong instead of failing later.
+        """
         if not isinstance(data, Mapping):
             raise AuditError(f"audit record must be a JSON object, not {type(data).__name__}")
         for required in ("rail.time", "rail.request_id", "rail.verdict"):
             if required not in data:
                 raise AuditError(f"audit record lacks {required!r}; is this a rail audit record?")
+        for key, (check, accepted) in _FIELD_TYPES.items():
+            if key in data and not check(data[key]):
+                raise AuditError(f"audit record field {key!r} must be {accepted}, "
+                                 f"not {_json_type(data[key])}")
+        for index, violation in enumerate(data.get("rail.violations") or ()):
+            if "rule" not in violation:
+                raise AuditError(f"audit record field 'rail.violations' item {index} lacks 'rule'")
+            for name, (check, accepted) in _VIOLATION_TYPES.items():
+                if name in violation and not check(violation[name]):
+                    raise AuditError(f"audit record field 'rail.violations' item {index} key {name!r} "
+                                     f"must be {accepted}, not {_json_type(violation[name])}")
         kwargs: dict[str, Any] = {name: data[key] for name, key in _KEYS.items() if key in data}
         params = dict(data.get("rail.request.params") or {})
         for key, name in _OTEL_PARAM_NAMES.items():
@@ -227,13 +244,72 @@ class AuditRecord:
             raise AuditError(f"audit record has a malformed field: {exc}") from exc
 
 
-def _salt_bytes(salt: bytes | str | None) -> bytes:
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, Mapping) else "a value"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> bool:
+    return value is None or (isinstance(value, Mapping) and all(_is_number(v) for v in value.values()))
+
+
+# (check, what it accepts) for each JSON type a stored key may have.
+_STR = (lambda v: isinstance(v, str), "a string")
+_OPT_STR = (lambda v: v is None or isinstance(v, str), "a string or null")
+_OPT_INT = (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null")
+_OPT_OBJECT = (lambda v: v is None or isinstance(v, Mapping), "an object or null")
+_OPT_LIST = (lambda v: v is None or isinstance(v, list), "a list or null")
+_STR_LIST = (lambda v: v is None or (isinstance(v, list) and all(isinstance(i, str) for i in v)),
+             "a list of strings")
+_OBJECT_LIST = (lambda v: v is None or (isinstance(v, list) and all(isinstance(i, Mapping) for i in v)),
+                "a list of objects")
+_NUMBERS = (_numbers, "an object of numbers")
+_SCORES = (lambda v: v is None or (isinstance(v, Mapping) and all(_numbers(i) for i in v.values())),
+           "an object of {label: number} objects")
+
+# The JSON type of every stored key; a record edited by hand is checked against this when it is read back.
+_FIELD_TYPES = {
+    "rail.time": _STR, "rail.request_id": _STR, "rail.verdict": _STR, "rail.deployment": _OPT_STR,
+    "gen_ai.operation.name": _STR, "gen_ai.request.model": _OPT_STR, "rail.model.revision": _OPT_STR,
+    "gen_ai.provider.name": _STR, "gen_ai.usage.input_tokens": _OPT_INT,
+    "gen_ai.usage.output_tokens": _OPT_INT, "gen_ai.response.finish_reasons": _STR_LIST,
+    "rail.violations": _OBJECT_LIST, "rail.scores": _SCORES, "rail.language": _OPT_STR,
+    "rail.provenance": _OPT_OBJECT, "rail.policy.id": _OPT_STR, "rail.policy.sha256": _OPT_STR,
+    "rail.licence": _OPT_STR, "rail.version": _STR, "rail.durations_ms": _NUMBERS, "rail.prompt": _STR,
+    "rail.output": _OPT_STR, "rail.privacy": _STR, "rail.extra": _OPT_OBJECT,
+    "rail.request.params": _OPT_OBJECT,
+}
+_VIOLATION_TYPES = {
+    "rule": _STR, "restriction": _OPT_STR, "licence": _OPT_STR, "stage": _OPT_STR, "action": _OPT_STR,
+    "severity": _OPT_STR, "reason": _OPT_STR, "span": _OPT_LIST,
+}
+
+
+def _configured_salt(salt: bytes | str | None) -> bytes | None:
     if salt is None:
         salt = os.environ.get(SALT_ENV)
     if not salt:
+        return None
+    return salt.encode("utf-8") if isinstance(salt, str) else bytes(salt)
+
+
+def _salt_bytes(salt: bytes | str | None) -> bytes:
+    configured = _configured_salt(salt)
+    if configured is None:
         raise AuditError(f"privacy mode 'hashed' needs a salt: pass salt=... or set {SALT_ENV}; "
                          "without one, short prompts could be recovered by hashing guesses")
-    return salt.encode("utf-8") if isinstance(salt, str) else bytes(salt)
+    return configured
 
 
 def hash_text(text: str, salt: bytes | str | None) -> str:
@@ -259,17 +335,47 @@ def _redact_violations(violations: tuple[Mapping[str, Any], ...]) -> tuple[dict[
                  for v in violations)
 
 
+def _private_params(params: Mapping[str, Any], text: Callable[[str], str]) -> dict[str, Any]:
+    # Stop sequences are text the caller chose (a name, a delimiter quoting the prompt): treated like prompts.
+    out = dict(params)
+    stop = out.get("stop")
+    if isinstance(stop, str):
+        out["stop"] = text(stop)
+    elif isinstance(stop, list):
+        out["stop"] = [text(s) if isinstance(s, str) else s for s in stop]
+    return out
+
+
+def _private_provenance(provenance: Mapping[str, Any] | None, text: Callable[[str], str],
+                        digest: Callable[[str], str | None] | None) -> dict[str, Any] | None:
+    if provenance is None:
+        return None
+    out = dict(provenance)
+    if isinstance(out.get("params"), Mapping):
+        out["params"] = _private_params(out["params"], text)
+    if digest is not None and isinstance(out.get("output_sha256"), str):
+        out["output_sha256"] = digest(out["output_sha256"])
+    return out
+
+
 def apply_privacy(record: AuditRecord, mode: PrivacyMode | str = PrivacyMode.REDACTED,
                   salt: bytes | str | None = None) -> AuditRecord:
     """Return the record as it may be stored under ``mode``; call before anything reaches disk.
 
-    - ``full``: unchanged text.
-    - ``redacted``: prompt, output and violation reasons with personal data (e-mail, phone, payment card,
-      IBAN, US SSN, IP address) replaced by ``[REDACTED:<kind>]``.
-    - ``hashed``: prompt and output replaced by :func:`hash_text` values (needs ``salt`` or
+    - ``full``: unchanged.
+    - ``redacted``: prompt, output, stop sequences (in ``params`` and in the provenance's ``params``) and
+      violation reasons with personal data (e-mail, phone, payment card, IBAN, US SSN, IP address) replaced
+      by ``[REDACTED:<kind>]``. The provenance's ``output_sha256`` is a plain SHA-256 of the unredacted
+      final output, which a dictionary attack reverses for short outputs: it becomes
+      ``hash_text(output_sha256, salt)`` when a salt is configured (``salt`` or ``RAIL_AUDIT_SALT``) — so
+      whoever holds the salt can still match a delivered output to its record — and null otherwise.
+    - ``hashed``: prompt, output and stop sequences replaced by :func:`hash_text` values, and the
+      provenance's ``output_sha256`` by ``hash_text(output_sha256, salt)`` (needs ``salt`` or
       ``RAIL_AUDIT_SALT``); violation reasons redacted as above.
 
-    A record that already went through a privacy mode is only ever made more private, never less.
+    A provenance signature covers the original digest, so it verifies against the provenance delivered with
+    the output, not against the stored copy. A record that already went through a privacy mode is only ever
+    made more private, never less (a digest already keyed or dropped is left as it is).
     """
     mode = PrivacyMode.parse(mode)
     current = PrivacyMode(record.privacy)
@@ -277,13 +383,22 @@ def apply_privacy(record: AuditRecord, mode: PrivacyMode | str = PrivacyMode.RED
     if order.index(mode) <= order.index(current):
         return record
     if mode is PrivacyMode.REDACTED:
+        key = _configured_salt(salt)
+        digest: Callable[[str], str | None] = partial(hash_text, salt=key) if key else (lambda _: None)
         return replace(record, prompt=_redact(record.prompt),
                        output=None if record.output is None else _redact(record.output),
+                       params=_private_params(record.params, _redact),
+                       provenance=_private_provenance(record.provenance, _redact, digest),
                        violations=_redact_violations(record.violations), privacy=mode.value)
+    key = _salt_bytes(salt)
     violations = (record.violations if current is PrivacyMode.REDACTED
                   else _redact_violations(record.violations))
-    return replace(record, prompt=hash_text(record.prompt, salt),
-                   output=None if record.output is None else hash_text(record.output, salt),
+    hashed = partial(hash_text, salt=key)
+    return replace(record, prompt=hashed(record.prompt),
+                   output=None if record.output is None else hashed(record.output),
+                   params=_private_params(record.params, hashed),
+                   provenance=_private_provenance(record.provenance, hashed,
+                                                  hashed if current is PrivacyMode.FULL else None),
                    violations=violations, privacy=mode.value)
 
 

@@ -26,7 +26,20 @@ def _pct(value: float | None) -> str:
 
 
 def _md_escape(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Names come from the log, which anyone able to write it controls: Markdown renderers pass raw HTML
+    # through, so <, > and & are escaped as well as the table separator.
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _unreadable(integrity: Mapping[str, Any]) -> str | None:
+    count = integrity.get("unreadable") or 0
+    if not count:
+        return None
+    listed = ", ".join(str(seq) for seq in integrity.get("unreadable_records") or ())
+    more = "…" if count > len(integrity.get("unreadable_records") or ()) else ""
+    return (f"{count} record(s) could not be read and are left out of every figure below "
+            f"(records {listed}{more})")
 
 
 def _excerpt(text: str | None, limit: int = 90) -> str:
@@ -38,10 +51,13 @@ def _excerpt(text: str | None, limit: int = 90) -> str:
 def markdown(report: Mapping[str, Any]) -> str:
     """Return the report as Markdown tables, integrity verdict first."""
     integrity = report["integrity"]
-    lines = [f"# Audit report — {report['log']}", "",
+    lines = [f"# Audit report — {_md_escape(report['log'])}", "",
              f"**Integrity: {'INTACT' if integrity['ok'] else 'TAMPERED'}** — "
              f"{_md_escape(integrity['summary'])}",
              ""]
+    unreadable = _unreadable(integrity)
+    if unreadable:
+        lines.append(f"- **{_md_escape(unreadable)}**")
     for note in integrity["notes"]:
         lines.append(f"- {_md_escape(note)}")
     period = report["period"]
@@ -70,11 +86,11 @@ def markdown(report: Mapping[str, Any]) -> str:
               "| text | label | scored | mean | max | flagged |", "|---|---|---:|---:|---:|---:|"]
     for stage in ("prompt", "output"):
         for label, s in tox[stage].items():
-            lines.append(f"| {stage} | {label} | {s['count']} | {s['mean']:.3f} | {s['max']:.3f} | "
-                         f"{s['flagged']} ({_pct(s['flagged_share'])}) |")
+            lines.append(f"| {stage} | {_md_escape(label)} | {s['count']} | {s['mean']:.3f} | "
+                         f"{s['max']:.3f} | {s['flagged']} ({_pct(s['flagged_share'])}) |")
 
     lines += ["", "## Requests by language", "", "| language | requests |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in report["languages"].items()]
+    lines += [f"| {_md_escape(k)} | {v} |" for k, v in report["languages"].items()]
 
     att = report["attribution"]
     lines += ["", "## Attribution coverage", "", f"Outputs passed to users: {att['passed_outputs']}", "",
@@ -84,12 +100,14 @@ def markdown(report: Mapping[str, Any]) -> str:
               f"| watermark | {att['with_watermark']} | {_pct(att['watermark_share'])} |"]
 
     for matrix in report["compliance"]:
-        lines += ["", f"## Compliance matrix — policy {matrix['policy_id']} ({matrix['licence']})", "",
+        licence = matrix["licence"] or "no licence recorded"
+        lines += ["", f"## Compliance matrix — policy {_md_escape(matrix['policy_id'])} "
+                  f"({_md_escape(licence)})", "",
                   "| clause | restriction | controls (rule: fired / blocked) | fired | blocked requests |",
                   "|---|---|---|---:|---:|"]
         for row in matrix["clauses"]:
             controls = "; ".join(f"{c['rule']}: {c['fired']} / {c['blocked']}" for c in row["controls"])
-            lines.append(f"| ({row['clause']}) | {_md_escape(_excerpt(row['text']))} | "
+            lines.append(f"| ({_md_escape(row['clause'])}) | {_md_escape(_excerpt(row['text']))} | "
                          f"{_md_escape(controls) or '**no control**'} | {row['fired']} | {row['blocks']} |")
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {_md_escape(n)}" for n in report["notes"]]
@@ -227,7 +245,8 @@ _TEMPLATE = """<!DOCTYPE html>
 <section class="verdict {{ 'ok' if r.integrity.ok else 'bad' }}">
   <strong>Integrity: {{ "INTACT" if r.integrity.ok else "TAMPERED" }}</strong>
   {{ r.integrity.summary }}
-  {% if r.integrity.problems or r.integrity.notes %}<ul>
+  {% if r.integrity.problems or r.integrity.notes or unreadable %}<ul>
+  {% if unreadable %}<li><b>{{ unreadable }}</b></li>{% endif %}
   {% for p in r.integrity.problems %}<li>{% if p.seq is not none %}record {{ p.seq }}
   {% if p.request_id %}
     (request {{ p.request_id }}){% endif %}: {% endif %}<b>{{ p.kind }}</b> — {{ p.message }}</li>
@@ -321,7 +340,7 @@ _TEMPLATE = """<!DOCTYPE html>
 
 {% for m in r.compliance %}
 <h2>Compliance matrix — policy {{ m.policy_id }}</h2>
-<p class="clause">Licence {{ m.licence }}{% if m.policy_sha256 %} · policy sha256
+<p class="clause">Licence {{ m.licence or "not recorded" }}{% if m.policy_sha256 %} · policy sha256
   {{ m.policy_sha256[:16] }}…{% endif %}.
 Each use restriction, the rules that enforce it, and how often each fired / blocked in this period.</p>
 <table><tr><th>clause</th><th>controls (rule: fired / blocked)</th><th class="n">fired</th>
@@ -350,4 +369,5 @@ def html(report: Mapping[str, Any]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     template = env.from_string(_TEMPLATE)
-    return template.render(r=report, charts=_charts(report), pct=_pct, excerpt=lambda t: _excerpt(t, 140))
+    return template.render(r=report, charts=_charts(report), pct=_pct, excerpt=lambda t: _excerpt(t, 140),
+                           unreadable=_unreadable(report["integrity"]))

@@ -29,6 +29,8 @@ FORMATS = ("html", "md", "json")
 BINS = 20
 #: A probability at or above this counts as "flagged" in the summaries (detoxify's customary cut-off).
 FLAG_AT = 0.5
+#: How many sequence numbers of unreadable records the report lists (the count is always complete).
+UNREADABLE_LISTED = 20
 
 
 def parse_when(text: str, *, end: bool = False) -> datetime:
@@ -191,6 +193,10 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
             notes.append(f"the policy {policy_id!r} available now (sha256 {policy.sha256[:12]}…) differs "
                          f"from the one in force when the records were written ({sha256[:12]}…)")
         licence_id = policy.licence if policy is not None else record_licence
+        recorded = {lic for pairs in tally.rule_clauses.values() for lic, _ in pairs if lic}
+        if licence_id is None and len(recorded) == 1:
+            # Neither a policy nor the records name the licence, but every violation does: use it.
+            licence_id = next(iter(recorded))
         controls: dict[str, list[dict[str, Any]]] = defaultdict(list)
         known = set()
         for row in rows:
@@ -204,7 +210,7 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
             if rule_id in known:
                 continue
             for licence, letter in pairs:
-                if licence in (None, licence_id):
+                if licence_id is None or licence in (None, licence_id):
                     controls[letter].append({"rule": rule_id, "coverage": None, "fired": tally.fired[rule_id],
                                              "blocked": tally.blocked_by[rule_id]})
         try:
@@ -226,12 +232,18 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
                  key: CheckpointKey | None = None) -> dict[str, Any]:
     """Aggregate the records of ``log_path`` between ``since`` and ``until`` (inclusive) into a report dict.
 
-    The integrity verdict covers the whole log (it is verified first). ``policy`` overrides the policies named
-    in the records for the compliance matrix. Raises AuditError when the log cannot be read.
+    The integrity verdict covers the whole log (it is verified first). Records that cannot be parsed (edited
+    into invalid JSON or wrong field types) are left out of every figure and counted in
+    ``integrity.unreadable``, with their numbers in ``integrity.unreadable_records`` (the first
+    ``UNREADABLE_LISTED``). ``policy`` overrides the policies named in the records for the compliance matrix.
+    Raises AuditError when the log cannot be opened.
     """
     integrity = verify_log(log_path, checkpoints=checkpoints, key=key)
     tally = _Tally()
-    for _, record in read_records(log_path):
+    unreadable: list[int] = []
+    # A record edited into something that is not a valid record is counted and skipped, so the auditor still
+    # gets the report (headed by the integrity verdict) instead of an error.
+    for _, record in read_records(log_path, on_error=lambda seq, _: unreadable.append(seq)):
         moment = _record_time(record)
         if moment is not None and ((since and moment < since) or (until and moment > until)):
             continue
@@ -262,7 +274,8 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
                    "until": until.isoformat() if until else None,
                    "first": first.isoformat() if first else None,
                    "last": last.isoformat() if last else None},
-        "integrity": {**integrity.to_dict(), "summary": integrity.summary()},
+        "integrity": {**integrity.to_dict(), "summary": integrity.summary(), "unreadable": len(unreadable),
+                      "unreadable_records": unreadable[:UNREADABLE_LISTED]},
         "requests": {"total": tally.total, "allowed": tally.verdicts["allowed"],
                      "modified": tally.verdicts["modified"], "blocked": tally.verdicts["blocked"],
                      "blocked_share": _share(tally.verdicts["blocked"], tally.total)},

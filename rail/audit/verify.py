@@ -19,7 +19,7 @@ from typing import Any
 
 from rail.audit.chain import Checkpoint, entry_hash, genesis_hash
 from rail.audit.keys import CheckpointKey
-from rail.audit.log import open_log_readonly
+from rail.audit.log import _parse_checkpoint, column_bytes, open_log_readonly
 from rail.errors import AuditError
 
 __all__ = ["Problem", "VerifyResult", "verify_log"]
@@ -99,18 +99,10 @@ def _request_id(conn: sqlite3.Connection, seq: int) -> str | None:
     if row is None:
         return None
     try:
-        value = json.loads(row[0]).get("rail.request_id")
-    except (ValueError, AttributeError):
+        value = json.loads(column_bytes(row[0])).get("rail.request_id")
+    except (ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, str) else None
-
-
-def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return repr(value).encode("utf-8")
 
 
 def _diagnose_mismatch(conn: sqlite3.Connection, seq: int, prev: bytes, digest: bytes,
@@ -122,7 +114,8 @@ def _diagnose_mismatch(conn: sqlite3.Connection, seq: int, prev: bytes, digest: 
             if original < 1 or entry_hash(prev, original, data) != digest:
                 continue
             other = conn.execute("SELECT prev, hash, data FROM records WHERE seq = ?", (original,)).fetchone()
-            if other and entry_hash(_as_bytes(other[0]), seq, _as_bytes(other[2])) == _as_bytes(other[1]):
+            if other and entry_hash(column_bytes(other[0]), seq,
+                                    column_bytes(other[2])) == column_bytes(other[1]):
                 return Problem("reordered", f"records {seq} and {original} were swapped", seq)
             if original > seq:
                 return Problem("deleted", f"{offset} record(s) were deleted before it: the record now "
@@ -157,7 +150,7 @@ def _verify(conn: sqlite3.Connection, meta: dict[str, str], path: Path, external
     log_id = meta["log_id"]
     stored = []
     for (data,) in conn.execute("SELECT data FROM checkpoints ORDER BY id"):
-        stored.append(Checkpoint.from_dict(json.loads(data), source=f"{path} checkpoint"))
+        stored.append(_parse_checkpoint(data, f"{path} checkpoint"))
     # Smallest first, so the first mismatch reported is the one closest to where the history was changed.
     labelled = [("checkpoint file", cp) for cp in external] + [("stored checkpoint", cp) for cp in stored]
     checkpoints = sorted(labelled, key=lambda item: item[1].size)
@@ -172,7 +165,12 @@ def _verify(conn: sqlite3.Connection, meta: dict[str, str], path: Path, external
     for seq, stored_prev, digest, data in cursor:
         if not (type(data) is bytes and type(stored_prev) is bytes and type(digest) is bytes):
             # Someone stored a value of another type through SQL; compare its bytes so an edit still shows.
-            stored_prev, digest, data = _as_bytes(stored_prev), _as_bytes(digest), _as_bytes(data)
+            stored_prev, digest, data = column_bytes(stored_prev), column_bytes(digest), column_bytes(data)
+        if seq < expected:
+            # Rows come in ascending order from 1, so a lower number can only be a row added below record 1.
+            problems.append(Problem("inserted", f"a record numbered {seq} was inserted before record 1 "
+                                    "(rail numbers records from 1)", seq))
+            break
         if seq != expected:
             problems.append(Problem("deleted", f"records {expected}..{seq - 1} are missing; the log "
                                     f"resumes at record {seq}", expected))

@@ -1,7 +1,7 @@
 """``rail audit``: create keys, verify, checkpoint, export, import and report on tamper-evident audit logs.
 
-Exit codes: 0 intact / done, 1 the log was tampered with (verify), 2 usage errors (missing file, not a rail
-log, bad key, bad date).
+Exit codes: 0 intact / done, 1 the log was tampered with (verify; checkpoint refuses to sign it), 2 usage
+errors (missing file, not a rail log, bad key, bad date).
 """
 
 from __future__ import annotations
@@ -93,20 +93,29 @@ def verify(log: Path, checkpoint_files: tuple[Path, ...], public_key: Path | Non
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Checkpoint file to write; keep it somewhere the log's writers cannot change.")
 def checkpoint(log: Path, signing_key: Path | None, latest: bool, output: Path) -> None:
-    """Sign the log's current size and head (or export the latest stored checkpoint) to a file."""
-    from rail.audit.log import AuditLog
+    """Sign the log's current size and head (or export the latest stored checkpoint) to a file.
 
-    if not log.is_file():
-        raise AuditError(f"audit log {log} does not exist")
+    The chain is verified before signing: a tampered log is refused (exit 1, naming the first bad record),
+    since a signature over it would vouch for the tampering. ``--latest`` only reads the log.
+    """
+    from rail.audit.log import AuditLog, read_checkpoints
+    from rail.audit.verify import verify_log
+
     if latest == bool(signing_key):
         raise AuditError("give exactly one of --signing-key (sign a new checkpoint) or --latest")
-    with AuditLog(log, signing_key=signing_key) as opened:
-        if latest:
-            stored = opened.checkpoints()
-            if not stored:
-                raise AuditError(f"{log} holds no checkpoint yet; sign one with --signing-key")
-            made = stored[-1]
-        else:
+    if latest:
+        stored = read_checkpoints(log)
+        if not stored:
+            raise AuditError(f"{log} holds no checkpoint yet; sign one with --signing-key")
+        made = stored[-1]
+    else:
+        result = verify_log(log)
+        if not result.ok:
+            click.echo(f"{log}: {result.summary()}\nrefusing to sign a checkpoint of a tampered log",
+                       err=True)
+            sys.exit(1)
+        # privacy="full" because nothing is appended here: no salt is needed or checked.
+        with AuditLog(log, privacy="full", signing_key=signing_key) as opened:
             made = opened.checkpoint()
     made.save(output)
     click.echo(f"checkpoint of {made.size} records (head {made.head[:16]}…) written to {output}")

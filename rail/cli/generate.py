@@ -16,6 +16,7 @@ import click
 
 from rail.cli.jsonl import read_objects
 from rail.errors import ConfigError
+from rail.policy import DEFAULT_POLICY
 
 
 def _read_jsonl(path: str) -> list[tuple[Any, str]]:
@@ -106,7 +107,7 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option(
     "--policy",
     "-p",
-    default="bigscience-bloom-rail-1.0",
+    default=DEFAULT_POLICY,
     show_default=True,
     help="Policy file or packaged pack name.",
 )

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
 from rail.errors import ConfigError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """Whether a decoded JSON value holds a string with a lone surrogate (``"\\ud800"``), not valid UTF-8."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def read_objects(path: str, example: str) -> list[tuple[int, dict[str, Any]]]:
@@ -35,6 +54,11 @@ def read_objects(path: str, example: str) -> list[tuple[int, dict[str, Any]]]:
                 if not isinstance(obj, dict):
                     raise ConfigError(f"line {number} is not a JSON object", source=source, line=number,
                                       hint=hint)
+                if _has_lone_surrogate(obj):
+                    raise ConfigError(f"line {number} has a lone surrogate escape such as \\ud800, which is "
+                                      "not a Unicode character", source=source, line=number,
+                                      hint="escape characters outside the BMP as a surrogate pair, or write "
+                                      "them as UTF-8")
                 objects.append((number, obj))
         except UnicodeDecodeError:
             raise ConfigError("not UTF-8 text", source=source, hint="save the file as UTF-8") from None

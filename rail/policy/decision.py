@@ -44,6 +44,8 @@ class Violation:
     severity: str
     reason: str
     span: tuple[int, int] | None = None
+    #: Every licence clause the rule cites (``restriction`` is the first of them, kept for compatibility).
+    clauses: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form used by the CLI, the audit log and reports."""
@@ -56,15 +58,21 @@ class Violation:
             "severity": self.severity,
             "reason": self.reason,
             "span": list(self.span) if self.span else None,
+            "clauses": list(self.clauses),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Violation:
         span = data.get("span")
-        return cls(rule=data["rule"], restriction=data.get("restriction"), licence=data.get("licence"),
+        restriction = data.get("restriction")
+        clauses = data.get("clauses")
+        if clauses is None:
+            clauses = [restriction] if restriction else []
+        return cls(rule=data["rule"], restriction=restriction, licence=data.get("licence"),
                    stage=Stage(data["stage"]), action=Action(data["action"]),
                    severity=data.get("severity", "medium"), reason=data["reason"],
-                   span=(int(span[0]), int(span[1])) if span else None)
+                   span=(int(span[0]), int(span[1])) if span else None,
+                   clauses=tuple(str(c) for c in clauses))
 
 
 @dataclass(frozen=True)

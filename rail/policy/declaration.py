@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rail.errors import ConfigError
 from rail.yamlio import YamlDocument, load_schema, load_yaml, load_yaml_text, validate
 
 __all__ = [
@@ -86,7 +87,27 @@ class Declaration:
         return out
 
 
+def _blank_wording(doc: YamlDocument) -> None:
+    """Refuse disclosure wording that is only whitespace: readers would be told nothing (clause (e))."""
+    data = doc.data
+    disclosure = data.get("disclosure") if isinstance(data, dict) else None
+    wording = disclosure.get("wording") if isinstance(disclosure, dict) else None
+    if not isinstance(wording, dict):
+        return
+    for language, text in wording.items():
+        if isinstance(text, str) and not text.strip():
+            raise ConfigError(
+                f"disclosure wording for '{language}' is blank, so readers would not be told the text is "
+                "machine-generated",
+                source=doc.source,
+                line=doc.line_of(["disclosure", "wording", language]),
+                path=f"disclosure.wording.{language}",
+                hint="write the sentence shown to readers, or remove the language to use the default wording",
+            )
+
+
 def _from_document(doc: YamlDocument) -> Declaration:
+    _blank_wording(doc)
     validate(doc, load_schema("declaration.schema.json"), "deployment declaration")
     data = doc.data
     auto = data["automated_decisions"]

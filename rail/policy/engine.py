@@ -70,8 +70,12 @@ class PolicyEngine:
                 violations.append(self._violation(rule, stage, reason, None, action))
                 continue
             for finding in rule.check.find(item):
-                violations.append(self._violation(rule, stage, finding.reason, finding.span, rule.action))
-                if rule.action is Action.REDACT and finding.span is not None:
+                action = rule.action
+                if action is Action.REDACT and finding.span is None:
+                    # Nothing to cut out: fail closed rather than let the text through unchanged.
+                    action = Action.BLOCK
+                violations.append(self._violation(rule, stage, finding.reason, finding.span, action))
+                if action is Action.REDACT and finding.span is not None:
                     label = finding.label or rule.id
                     redactions.append((finding.span[0], finding.span[1], f"[REDACTED:{label}]"))
         if any(v.action is Action.BLOCK for v in violations):
@@ -103,11 +107,8 @@ class PolicyEngine:
         refusing = [
             v for v in decision.violations if v.action is not Action.WARN and v.action is not Action.LOG
         ]
-        clauses = tuple(sorted({v.restriction for v in refusing if v.restriction}))
-        lines = "; ".join(
-            f"{v.rule}" + (f" (clause ({v.restriction}))" if v.restriction else "") + f": {v.reason}"
-            for v in refusing
-        )
+        clauses = tuple(sorted({c for v in refusing for c in (v.clauses or _first(v))}))
+        lines = "; ".join(f"{v.rule}{_cited(v)}: {v.reason}" for v in refusing)
         named = ", ".join(f"({c})" for c in clauses) or "the model card's out-of-scope uses"
         raise DeploymentRefused(
             f"deployment '{declaration.name}' ({declaration.source}) is refused under {named} of "
@@ -119,6 +120,7 @@ class PolicyEngine:
         self, rule: Rule, stage: Stage, reason: str, span: tuple[int, int] | None, action: Action
     ) -> Violation:
         first = rule.restrictions[0] if rule.restrictions else None
+        clauses = tuple(dict.fromkeys(r.clause for r in rule.restrictions))
         text = reason
         if rule.reference:
             text += f" [{rule.reference}]"
@@ -131,4 +133,17 @@ class PolicyEngine:
             severity=rule.severity,
             reason=text,
             span=span,
+            clauses=clauses,
         )
+
+
+def _first(v: Violation) -> tuple[str, ...]:
+    return (v.restriction,) if v.restriction else ()
+
+
+def _cited(v: Violation) -> str:
+    clauses = v.clauses or _first(v)
+    if not clauses:
+        return ""
+    word = "clause" if len(clauses) == 1 else "clauses"
+    return f" ({word} " + ", ".join(f"({c})" for c in clauses) + ")"

@@ -18,7 +18,7 @@ from typing import Any
 
 from rail.errors import ConfigError
 from rail.licences import get_licence
-from rail.policy.checks import Check, Where, build_check, kind_needs_scores
+from rail.policy.checks import Check, Where, build_check, kind_needs_scores, kind_yields_spans
 from rail.policy.decision import Action, Stage
 from rail.resources import data_dir
 from rail.yamlio import YamlDocument, format_path, load_schema, load_yaml, load_yaml_text, validate
@@ -160,10 +160,14 @@ def _identity(doc: YamlDocument) -> str:
         return doc.source
 
 
+# Where a rule was last written: the file, the line, and its index in that file's ``rules`` list.
+_Origin = tuple[str, "int | None", int]
+
+
 def _resolve(
     doc: YamlDocument,
     stack: list[str],
-) -> tuple[dict[str, Any], dict[str, tuple[str, int | None]], list[str]]:
+) -> tuple[dict[str, Any], dict[str, _Origin], list[str]]:
     """Return the merged document, where each rule was last defined, and the chain of files."""
     identity = _identity(doc)
     if identity in stack:
@@ -186,7 +190,7 @@ def _resolve(
         )
     validate(doc, load_schema("policy.schema.json"), "policy")
     data = doc.data
-    origins: dict[str, tuple[str, int | None]] = {}
+    origins: dict[str, _Origin] = {}
     if "extends" in data:
         # Relative paths in extends are relative to the extending file (the current directory for text).
         parent = _read(data["extends"], Path(doc.source).parent, (doc.source, doc.line_of(["extends"])))
@@ -216,12 +220,34 @@ def _resolve(
             fresh = copy.deepcopy(rule)
             rules.append(fresh)
             by_id[rule["id"]] = fresh
-        origins[rule["id"]] = (doc.source, line)
+        origins[rule["id"]] = (doc.source, line, index)
     return merged, origins, [*chain, doc.source]
 
 
-def _build_rule(raw: Mapping[str, Any], licence: str, origin: tuple[str, int | None], index: int) -> Rule:
-    source, line = origin
+def _restriction(
+    r: Mapping[str, Any], default_licence: str, source: str, line: int | None, path: str
+) -> Restriction:
+    """Build one ``{licence?, clause}`` entry; raise ConfigError at ``path`` for an unknown licence/clause."""
+    rlicence = r.get("licence", default_licence)
+    try:
+        lic = get_licence(rlicence)
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.detail, source=source, line=line, path=f"{path}.licence", hint=exc.hint
+        ) from None
+    if r["clause"] not in lic.restrictions:
+        raise ConfigError(
+            f"licence {rlicence} has no restriction ({r['clause']})",
+            source=source,
+            line=line,
+            path=f"{path}.clause",
+            hint=f"use one of {', '.join(lic.restrictions)}",
+        )
+    return Restriction(rlicence, r["clause"])
+
+
+def _build_rule(raw: Mapping[str, Any], licence: str, origin: _Origin) -> Rule:
+    source, line, index = origin
     path = f"rules[{index}]"
     missing = [k for k in _RULE_REQUIRED if k not in raw]
     if missing:
@@ -232,22 +258,22 @@ def _build_rule(raw: Mapping[str, Any], licence: str, origin: tuple[str, int | N
             path=path,
             hint="a new rule needs every field; only a rule that overrides a parent rule may omit them",
         )
-    restrictions = []
-    for r in raw["restrictions"]:
-        rlicence = r.get("licence", licence)
-        lic = get_licence(rlicence)
-        if r["clause"] not in lic.restrictions:
-            raise ConfigError(
-                f"licence {rlicence} has no restriction ({r['clause']})",
-                source=source,
-                line=line,
-                path=f"{path}.restrictions",
-                hint=f"use one of {', '.join(lic.restrictions)}",
-            )
-        restrictions.append(Restriction(rlicence, r["clause"]))
+    restrictions = [
+        _restriction(r, licence, source, line, f"{path}.restrictions[{i}]")
+        for i, r in enumerate(raw["restrictions"])
+    ]
     stages = tuple(Stage(s) for s in raw["stages"])
     kind = raw["check"]["kind"]
     check = build_check(kind, raw["check"]["params"], Where(source, f"{path}.check", line))
+    action = Action(raw["action"])
+    if action is Action.REDACT and not kind_yields_spans(kind):
+        raise ConfigError(
+            f"rule '{raw['id']}': action redact needs a check that points at text, and {kind} checks do not",
+            source=source,
+            line=line,
+            path=f"{path}.action",
+            hint="use block, warn or log (redact works with phrases, regex and pii checks)",
+        )
     if kind == "declaration" and stages != (Stage.DEPLOYMENT,):
         raise ConfigError(
             f"rule '{raw['id']}': a declaration check runs at the deployment stage only",
@@ -282,7 +308,7 @@ def _build_rule(raw: Mapping[str, Any], licence: str, origin: tuple[str, int | N
         kind=kind,
         params=copy.deepcopy(raw["check"]["params"]),
         check=check,
-        action=Action(raw["action"]),
+        action=action,
         severity=raw["severity"],
         coverage=tuple(raw["coverage"]),
         reference=raw.get("reference"),
@@ -292,7 +318,7 @@ def _build_rule(raw: Mapping[str, Any], licence: str, origin: tuple[str, int | N
 
 
 def _finish(
-    merged: dict[str, Any], origins: Mapping[str, tuple[str, int | None]], chain: list[str]
+    merged: dict[str, Any], origins: Mapping[str, _Origin], chain: list[str]
 ) -> Policy:
     source = chain[-1]
     missing = [k for k in _TOP_REQUIRED if k not in merged]
@@ -305,24 +331,18 @@ def _finish(
         )
     licence = merged["licence"]
     try:
-        lic = get_licence(licence)
+        get_licence(licence)
     except ConfigError as exc:
         raise ConfigError(exc.detail, source=source, path="licence", hint=exc.hint) from None
     rules = []
-    for index, raw in enumerate(merged["rules"]):
+    for raw in merged["rules"]:
         if raw.get("enabled", True):
-            rules.append(_build_rule(raw, licence, origins[raw["id"]], index))
+            rules.append(_build_rule(raw, licence, origins[raw["id"]]))
     attribution_raw = merged.get("attribution", {})
-    attribution_restrictions = []
-    for r in attribution_raw.get("restrictions", []):
-        if r["clause"] not in get_licence(r.get("licence", licence)).restrictions:
-            raise ConfigError(
-                f"licence {licence} has no restriction ({r['clause']})",
-                source=source,
-                path="attribution.restrictions",
-                hint=f"use one of {', '.join(lic.restrictions)}",
-            )
-        attribution_restrictions.append(Restriction(r.get("licence", licence), r["clause"]))
+    attribution_restrictions = [
+        _restriction(r, licence, source, None, f"attribution.restrictions[{i}]")
+        for i, r in enumerate(attribution_raw.get("restrictions", []))
+    ]
     attribution = Attribution(
         required=bool(attribution_raw.get("required", False)),
         restrictions=tuple(attribution_restrictions),

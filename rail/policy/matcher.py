@@ -15,12 +15,13 @@ A space inside a phrase matches up to three separator characters or none, so ``s
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rail.text import NormalizedText, normalize
 
-__all__ = ["PhraseMatcher"]
+__all__ = ["PhraseMatcher", "phrase_matcher"]
 
 # Characters that continue a word: \w plus combining marks of BLOOM's scripts (Python's \w omits them).
 _WORD_CHAR = r"[\w\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u0900-\u0963\u0966-\u0dff]"
@@ -103,9 +104,27 @@ class PhraseMatcher:
         self._pattern = re.compile("|".join(parts)) if parts else None
 
     def finditer(self, text: NormalizedText) -> Iterator[PhraseMatch]:
-        """Yield the non-overlapping matches in ``text``, with spans in its original text."""
+        """Yield the non-overlapping matches in ``text`` and its variants, with spans in its original text."""
         if self._pattern is None:
             return
-        for m in self._pattern.finditer(text.text):
-            start, end = text.original_span(m.start(), m.end())
-            yield PhraseMatch(start, end, m.group())
+        if not text.variants:
+            for m in self._pattern.finditer(text.text):
+                start, end = text.original_span(m.start(), m.end())
+                yield PhraseMatch(start, end, m.group())
+            return
+        found = sorted(
+            (*form.original_span(m.start(), m.end()), m.group())
+            for form in (text, *text.variants)
+            for m in self._pattern.finditer(form.text)
+        )
+        seen_end = -1
+        for start, end, matched in found:
+            if start >= seen_end:
+                seen_end = end
+                yield PhraseMatch(start, end, matched)
+
+
+def phrase_matcher(phrases: Mapping[Any, Iterable[str]]) -> PhraseMatcher:
+    """Build one matcher from a policy's ``{<language>: [phrase, ...]}`` mapping (all languages together)."""
+    return PhraseMatcher(p for _language, items in sorted(phrases.items(), key=lambda kv: str(kv[0]))
+                         for p in items)

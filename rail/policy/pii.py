@@ -14,8 +14,11 @@ number, an order id) is a defect users see every day:
 - ``ip_address``: IPv4 (every octet ≤ 255, no leading zeros) and IPv6 (validated by :mod:`ipaddress`).
 - ``email``: ``local@domain.tld`` with an alphabetic top-level domain.
 
-Matching runs on the original text with regular expressions that cannot backtrack more than a bounded amount
-per character, so any input size is safe.
+Matching runs on a light normalization of the text (:func:`rail.text.normalize_light`: NFKC, format
+characters such as zero-width spaces removed, digits of every script read as ASCII digits), so
+``jane\u200b@example.org``, ``jane＠example.org`` and fullwidth or Arabic-Indic card numbers are found; spans
+point into the original text, so redaction replaces the characters as written. The regular expressions
+cannot backtrack more than a bounded amount per character, so any input size is safe.
 
 >>> redact("Mail jane.doe@example.org or call +44 20 7946 0958.")
 'Mail [REDACTED:email] or call [REDACTED:phone].'
@@ -28,6 +31,8 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from rail.text import normalize_light
 
 __all__ = ["PII_KINDS", "PiiMatch", "find_pii", "redact"]
 
@@ -265,18 +270,20 @@ def find_pii(text: str, kinds: Iterable[str] | None = None) -> list[PiiMatch]:
     """Return the personal data found in ``text`` (all kinds, or only ``kinds``), ordered by position.
 
     Matches never overlap; where two detectors claim the same characters the more specific one wins
-    (e-mail, IBAN, payment card, SSN, IP address, phone — in that order).
+    (e-mail, IBAN, payment card, SSN, IP address, phone — in that order). Detection runs on
+    :func:`rail.text.normalize_light` of ``text``; each match's span and ``value`` are those of ``text``.
     """
     wanted = set(PII_KINDS if kinds is None else kinds)
     unknown = wanted - set(PII_KINDS)
     if unknown:
         raise ValueError(f"unknown PII kind(s): {', '.join(sorted(unknown))}; known: {', '.join(PII_KINDS)}")
+    light = normalize_light(text)
     taken: list[PiiMatch] = []
     starts: list[int] = []
     for kind, detector in _DETECTORS:
         if kind not in wanted:
             continue
-        for match in detector(text):
+        for match in detector(light.text):
             k = bisect_right(starts, match.start)
             if k and taken[k - 1].end > match.start:
                 continue
@@ -284,7 +291,13 @@ def find_pii(text: str, kinds: Iterable[str] | None = None) -> list[PiiMatch]:
                 continue
             starts.insert(k, match.start)
             taken.insert(k, match)
-    return taken
+    if light.text is text:
+        return taken
+    mapped = []
+    for match in taken:
+        start, end = light.original_span(match.start, match.end)
+        mapped.append(PiiMatch(match.kind, start, end, text[start:end]))
+    return mapped
 
 
 def redact(text: str, kinds: Iterable[str] | None = None) -> str:

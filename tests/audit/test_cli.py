@@ -110,3 +110,43 @@ def test_report_formats(tmp_path, runner, log_and_key, fmt, marker):
                                   "--since", "2025-03-01", "--until", "2025-03-31"])
     assert result.exit_code == 0, result.output
     assert marker in out.read_text(encoding="utf-8")
+
+
+def test_read_only_commands_do_not_turn_an_empty_file_into_a_log(tmp_path, runner):
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for args in (["checkpoint", str(empty), "--latest", "-o", str(tmp_path / "c.json")],
+                 ["verify", str(empty)], ["export", str(empty), str(tmp_path / "out.jsonl")],
+                 ["report", str(empty)]):
+        result = runner.invoke(main, ["audit", *args])
+        assert result.exit_code == 2 and "not a rail audit log" in result.output, (args, result.output)
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+
+
+def test_checkpoint_refuses_to_sign_a_tampered_log(tmp_path, runner, log_and_key):
+    path, key = log_and_key
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE records SET data = replace(data, 'prompt 9', 'prompt X') WHERE seq = 9")
+    conn.commit()
+    conn.close()
+    out = tmp_path / "c.json"
+    args = ["audit", "checkpoint", str(path), "--signing-key", str(key), "-o", str(out)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1
+    assert "record 9 (request req-9): modified" in result.output and "refusing to sign" in result.output
+    assert not out.exists()
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM checkpoints").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["audit", "verify", "{tmp}"], "is a directory, not a file"),
+    (["audit", "import", "{out}", "{tmp}/nowhere/new.db"], "nowhere does not exist"),
+    (["audit", "checkpoint", "{tmp}/missing.db", "--latest", "-o", "{tmp}/c.json"], "does not exist"),
+])
+def test_more_usage_errors_exit_2(tmp_path, runner, log_and_key, args, message):
+    path, _ = log_and_key
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(main, ["audit", "export", str(path), str(out)]).exit_code == 0
+    result = runner.invoke(main, [a.format(tmp=tmp_path, out=out) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -69,3 +69,28 @@ def test_malformed_exports_are_reported_with_their_line(tmp_path, content, messa
     with pytest.raises(AuditError, match=message):
         import_jsonl(source, tmp_path / "new.db")
     assert not (tmp_path / "new.db").exists()
+
+
+def test_export_carries_a_row_edited_into_text_and_import_then_finds_the_break(tmp_path, exported):
+    import sqlite3
+
+    log_path, _ = exported
+    conn = sqlite3.connect(log_path)
+    # sqlite3's replace() returns TEXT: what an edit from its command line leaves in the BLOB column.
+    conn.execute("UPDATE records SET data = replace(data, 'prompt 4', 'prompt Z') WHERE seq = 4")
+    conn.commit()
+    assert conn.execute("SELECT typeof(data) FROM records WHERE seq = 4").fetchone() == ("text",)
+    conn.close()
+    out = tmp_path / "edited.jsonl"
+    assert export_jsonl(log_path, out) == 12
+    line = out.read_text(encoding="utf-8").splitlines()[4]
+    assert json.loads(line)["record"]["rail.prompt"] == "prompt Z — é ✓"
+    with pytest.raises(AuditError, match="chain breaks at record 4"):
+        import_jsonl(out, tmp_path / "copy.db")
+
+
+def test_import_into_a_missing_directory_names_it(tmp_path, exported):
+    _, out = exported
+    with pytest.raises(AuditError, match=r"the directory .*nowhere does not exist"):
+        import_jsonl(out, tmp_path / "nowhere" / "new.db")
+    assert not (tmp_path / "nowhere").exists()

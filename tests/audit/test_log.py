@@ -295,3 +295,39 @@ def test_a_writer_killed_mid_write_leaves_a_verifiable_log(tmp_path):
     with AuditLog(path, privacy="full") as log:  # and the log keeps accepting records
         log.emit(AuditRecord(request_id="after-kill"))
     assert verify_log(path).size == result.size + 1
+
+
+def test_a_row_inserted_below_record_1_is_reported_as_inserted(signed_log):
+    conn = sqlite3.connect(signed_log)
+    columns = "time, request_id, verdict, prev, hash, data"
+    row = conn.execute(f"SELECT {columns} FROM records WHERE seq = 1").fetchone()
+    conn.execute("INSERT INTO records VALUES (0, ?, ?, ?, ?, ?, ?)", row)
+    conn.commit()
+    conn.close()
+    problem = verify_log(signed_log).first_problem
+    assert problem.kind == "inserted" and problem.seq == 0
+    assert "inserted before record 1" in problem.message and "missing" not in problem.message
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    with pytest.raises(AuditError, match="is a directory, not a file"):
+        verify_log(tmp_path)
+    with pytest.raises(AuditError, match="is a directory, not a file"):
+        AuditLog(tmp_path)
+
+
+def test_an_empty_file_becomes_a_new_log(tmp_path, make_record):
+    # Documented choice: a 0-byte file holds nothing to lose, and a log being created looks like one briefly.
+    path = tmp_path / "empty.db"
+    path.touch()
+    with AuditLog(path, privacy="full") as log:
+        log.emit(make_record(1))
+    assert verify_log(path).ok and verify_log(path).size == 1
+
+
+def test_redacted_logs_keep_one_salt_too(tmp_path, make_record):
+    path = tmp_path / "redacted.db"
+    with AuditLog(path, privacy="redacted", salt="one") as log:
+        log.emit(make_record(1))
+    with pytest.raises(AuditError, match="another hashing salt"):
+        AuditLog(path, privacy="redacted", salt="two")

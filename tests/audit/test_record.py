@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 
 import pytest
 
@@ -136,3 +138,70 @@ def test_public_api_is_sorted_and_importable():
 
     assert rail.audit.__all__ == sorted(rail.audit.__all__, key=kind)
     assert all(hasattr(rail.audit, name) for name in rail.audit.__all__)
+
+
+_BASE = {"rail.time": "t", "rail.request_id": "r", "rail.verdict": "allowed"}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("rail.scores", "x", "'rail.scores' must be an object of {label: number} objects, not a string"),
+    ("rail.scores", {"prompt": "x"}, "'rail.scores' must be"),
+    ("rail.scores", {"prompt": {"toxicity": "high"}}, "'rail.scores' must be"),
+    ("rail.violations", "x", "'rail.violations' must be a list of objects, not a string"),
+    ("rail.violations", ["x"], "'rail.violations' must be a list of objects"),
+    ("rail.violations", [{"rule": "r", "licence": ["a"]}], "item 0 key 'licence' must be a string or null"),
+    ("rail.violations", [{"restriction": "l"}], "item 0 lacks 'rule'"),
+    ("rail.durations_ms", [1, 2], "'rail.durations_ms' must be an object of numbers, not a list"),
+    ("rail.time", 5, "'rail.time' must be a string, not the number 5"),
+    ("rail.provenance", "x", "'rail.provenance' must be an object or null"),
+    ("gen_ai.usage.input_tokens", "5", "must be an integer or null"),
+    ("gen_ai.response.finish_reasons", "stop", "must be a list of strings"),
+    ("rail.language", 3, "'rail.language' must be a string or null"),
+])
+def test_from_dict_type_checks_every_field(key, value, message):
+    with pytest.raises(AuditError, match=re.escape(message)):
+        AuditRecord.from_dict({**_BASE, key: value})
+
+
+PROVENANCE_DIGEST = "sha256:" + hashlib.sha256(b"the secret output").hexdigest()  # sha256_text form
+
+
+def _with_provenance(make_record):
+    provenance = {"disclosure": "suffix", "watermark": None, "output_sha256": PROVENANCE_DIGEST,
+                  "params": {"max_new_tokens": 8, "stop": ["alice@example.org", "###"]}}
+    return make_record(2, prompt="the secret prompt", output="the secret output", provenance=provenance,
+                       params={"max_tokens": 8, "stop": ["alice@example.org", "###"]})
+
+
+def test_hashed_mode_keys_the_output_digest_and_hashes_stop_sequences(make_record):
+    stored = apply_privacy(_with_provenance(make_record), "hashed", salt="pepper")
+    assert stored.provenance["output_sha256"] == hash_text(PROVENANCE_DIGEST, "pepper")
+    expected_stop = [hash_text("alice@example.org", "pepper"), hash_text("###", "pepper")]
+    assert stored.params["stop"] == expected_stop
+    assert stored.provenance["params"]["stop"] == expected_stop
+    text = canonical_json(stored.to_dict()).decode()
+    assert PROVENANCE_DIGEST not in text and "alice@example.org" not in text and "###" not in text
+
+
+@pytest.mark.parametrize("salt, expected", [
+    ("pepper", hash_text(PROVENANCE_DIGEST, "pepper")),
+    (None, None),
+])
+def test_redacted_mode_keeps_the_output_digest_only_keyed(make_record, monkeypatch, salt, expected):
+    pytest.importorskip("rail.policy.pii")
+    monkeypatch.delenv("RAIL_AUDIT_SALT", raising=False)
+    stored = apply_privacy(_with_provenance(make_record), "redacted", salt=salt)
+    assert stored.provenance["output_sha256"] == expected
+    assert stored.params["stop"][0].startswith("[REDACTED") and stored.params["stop"][1] == "###"
+    assert stored.provenance["params"]["stop"] == stored.params["stop"]
+    text = canonical_json(stored.to_dict()).decode()
+    assert PROVENANCE_DIGEST not in text and "alice@example.org" not in text
+    # Hashing a redacted record later keeps the keyed digest as it is rather than keying it twice.
+    assert apply_privacy(stored, "hashed", salt="pepper").provenance["output_sha256"] == expected
+
+
+def test_redacted_mode_reads_the_salt_from_the_environment(make_record, monkeypatch):
+    pytest.importorskip("rail.policy.pii")
+    monkeypatch.setenv("RAIL_AUDIT_SALT", "from-env")
+    stored = apply_privacy(_with_provenance(make_record), "redacted")
+    assert stored.provenance["output_sha256"] == hash_text(PROVENANCE_DIGEST, "from-env")

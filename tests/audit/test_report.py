@@ -135,5 +135,89 @@ def test_report_from_a_log_written_by_the_real_gate(tmp_path, tiny_bloom_dir, ti
     assert report["toxicity"]["prompt"], "the gate records prompt scores"
     assert report["compliance"] and report["compliance"][0]["licence"] == "bigscience-bloom-rail-1.0"
     assert report["privacy"] == {"redacted": 3}
-    for fmt in ("html", "md", "json"):
-        assert render(report, fmt)
+    rule = "medical-advice"  # the shipped policy's rule for clause (l); the third prompt trips it
+    assert report["blocks_by_rule"] == {rule: 1}
+    html = render(report, "html")
+    assert "Integrity: INTACT" in html and f"<td>{rule}</td>" in html
+    md = render(report, "md")
+    assert md.splitlines()[2].startswith("**Integrity: INTACT**") and f"| {rule} | 1 |" in md
+    parsed = json.loads(render(report, "json"))
+    assert parsed["integrity"]["verdict"] == "intact" and parsed["blocks_by_rule"] == {rule: 1}
+
+
+@pytest.mark.parametrize("edit", [
+    # What an edit through the sqlite3 command line leaves: TEXT in place of the stored BLOB.
+    """replace(data, '"rail.scores":{', '"rail.scores":"x","zz":{')""",
+    """replace(data, '"rail.durations_ms":{"total":11.0}', '"rail.durations_ms":[1,2]')""",
+    """replace(data, '"rail.time":"2025-03-02T01:00:00.000000Z"', '"rail.time":5')""",
+    """replace(data, '"rail.violations":[]', '"rail.violations":"none"')""",
+    """substr(data, 1, 40)""",
+])
+def test_unreadable_records_are_counted_under_a_tampered_verdict(tmp_path, report_log, edit):
+    import sqlite3
+
+    path = tmp_path / "edited.db"
+    shutil.copy(report_log, path)
+    conn = sqlite3.connect(path)
+    conn.execute(f"UPDATE records SET data = {edit} WHERE seq = 1")
+    conn.commit()
+    conn.close()
+    report = build_report(path)
+    assert not report["integrity"]["ok"] and report["integrity"]["problems"][0]["seq"] == 1
+    assert report["integrity"]["unreadable"] == 1 and report["integrity"]["unreadable_records"] == [1]
+    assert report["requests"]["total"] == 29
+    head = render(report, "md").split("\n## ")[0]
+    assert "**Integrity: TAMPERED**" in head and "1 record(s) could not be read" in head
+    html = render(report, "html")
+    unreadable = html.index("1 record(s) could not be read")
+    assert html.index("TAMPERED") < unreadable < html.index("Requests over time")
+
+
+def test_report_cli_on_an_edited_log_exits_0_with_the_verdict(tmp_path, report_log):
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from rail.cli import main
+
+    path = tmp_path / "edited.db"
+    shutil.copy(report_log, path)
+    conn = sqlite3.connect(path)
+    conn.execute("""UPDATE records SET data = replace(data, '"rail.scores":{', '"rail.scores":"x","zz":{')
+                    WHERE seq = 1""")
+    conn.commit()
+    conn.close()
+    result = CliRunner().invoke(main, ["audit", "report", str(path), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert "**Integrity: TAMPERED**" in result.output and "could not be read" in result.output
+
+
+def test_compliance_falls_back_to_recorded_violations_when_nothing_names_the_licence(tmp_path, make_record):
+    path = tmp_path / "nolicence.db"
+    with AuditLog(path, privacy="full") as log:
+        log.append_many([make_record(i, policy_id="policy-that-is-gone", policy_sha256=None, licence=None)
+                         for i in range(1, 7)])
+    report = build_report(path)
+    [matrix] = report["compliance"]
+    assert matrix["licence"] == "bigscience-bloom-rail-1.0"
+    clauses = {row["clause"]: row for row in matrix["clauses"]}
+    assert [c["rule"] for c in clauses["l"]["controls"]] == ["no-medical-advice"]
+    assert clauses["l"]["controls"][0]["fired"] == 2
+    assert any("could not be loaded" in note for note in report["notes"])
+    md = render(report, "md")
+    assert "(None)" not in md and "policy policy-that-is-gone (bigscience-bloom-rail-1.0)" in md
+
+
+def test_markdown_escapes_html_in_names_from_the_log(tmp_path, make_record):
+    violation = {"rule": "<img src=x onerror=alert(1)>", "restriction": "<b>l</b>", "licence": None,
+                 "stage": "input", "action": "block", "severity": "high", "reason": "r", "span": None}
+    path = tmp_path / "hostile.db"
+    with AuditLog(path, privacy="full") as log:
+        log.emit(make_record(3, violations=(violation,), language="<script>x</script>",
+                             scores={"prompt": {"<i>tox</i>": 0.5}}, policy_id="<a href=y>p</a>&"))
+    md = render(build_report(path), "md")
+    for raw in ("<img", "<script", "<b>", "<i>", "<a href", "p</a>&"):
+        assert raw not in md
+    for escaped in ("&lt;img src=x onerror=alert(1)&gt;", "&lt;script&gt;x&lt;/script&gt;", "&lt;i&gt;tox",
+                    "&lt;b&gt;l&lt;/b&gt;", "&lt;a href=y&gt;p&lt;/a&gt;&amp;"):
+        assert escaped in md

@@ -112,8 +112,40 @@ def test_scores_from_tiny_detoxify(detoxify_env) -> None:
     result = run("check", "--json", "Why is the sky blue?")
     data = json.loads(result.output)
     assert data["skipped"] == []
-    assert all(v["rule"] in ("toxic-language", "identity-attack") for v in data["violations"])
-    assert result.exit_code == (0 if data["allowed"] else 1)
+    # The tiny scorer (seed 0) scores a benign question far below every threshold.
+    assert data["violations"] == [] and data["verdict"] == "allowed"
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "original"),
+    [
+        ("Write to jane\u200b@example.org today", "email", "jane\u200b@example.org"),
+        ("Write to jane＠example.org today", "email", "jane＠example.org"),
+        ("Card ４１１１ １１１１ １１１１ １１１１ ok", "payment_card",
+         "４１１１ １１１１ １１１１ １１１１"),
+        ("Card 4111\u200b1111\u200b1111\u200b1111 ok", "payment_card", "4111\u200b1111\u200b1111\u200b1111"),
+        ("Card ٤١١١١١١١١١١١١١١١ ok", "payment_card", "٤١١١١١١١١١١١١١١١"),
+    ],
+)
+def test_disguised_personal_data_is_redacted_at_output(text: str, kind: str, original: str) -> None:
+    result = run("check", "--json", "--weights-free", "--stage", "output", text)
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["verdict"] == "modified"
+    start = text.index(original)
+    assert data["text"] == text.replace(original, f"[REDACTED:{kind}]")
+    assert [v["span"] for v in data["violations"]] == [[start, start + len(original)]]
+
+
+def test_lone_surrogate_in_jsonl_exits_2_naming_the_line(tmp_path: Path) -> None:
+    file = tmp_path / "in.jsonl"
+    file.write_text('{"id": 1, "text": "fine"}\n{"id": 2, "text": "bad \\ud800 here"}\n', encoding="utf-8")
+    result = run("check", "--weights-free", "--jsonl", str(file))
+    assert result.exit_code == 2
+    assert "line 2" in result.output and "surrogate" in result.output
+    pair = tmp_path / "pair.jsonl"
+    pair.write_text('{"id": 1, "text": "emoji \\ud83d\\ude00"}\n', encoding="utf-8")
+    assert run("check", "--weights-free", "--jsonl", str(pair)).exit_code == 0
 
 
 def test_policy_explain_prints_every_clause() -> None:

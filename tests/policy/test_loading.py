@@ -124,7 +124,7 @@ BAD = [
         "unknown clause",
         policy_text(RULE.format(id="r", clause="z", kind="phrases", params="{phrases: {en: [x]}}")),
         5,
-        "rules[0].restrictions",
+        "rules[0].restrictions[0].clause",
         "no restriction (z)",
     ),
     (
@@ -273,3 +273,110 @@ def test_declaration_round_trip() -> None:
         "human_review": False,
     }
     assert len(d.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("length", "{max_chars: 5}"),
+        ("toxicity", "{thresholds: {toxicity: 0.5}}"),
+    ],
+)
+def test_redact_on_a_check_without_spans_is_refused(tmp_path: Path, kind: str, params: str) -> None:
+    rule = RULE.format(id="r", clause="a", kind=kind, params=params)
+    rule = rule.replace("action: block", "action: redact")
+    file = write(tmp_path, "p.yaml", policy_text(rule))
+    with pytest.raises(ConfigError) as info:
+        load_policy(file)
+    assert str(file) in str(info.value) and "redact" in str(info.value)
+    assert info.value.line == 5 and info.value.path == "rules[0].action"
+
+
+def test_redact_on_a_declaration_check_is_refused(tmp_path: Path) -> None:
+    rule = (
+        RULE.format(id="r", clause="a", kind="declaration", params="{domains_any: [medical]}")
+        .replace("action: block", "action: redact")
+        .replace("stages: [input]", "stages: [deployment]")
+        .replace("screened-in-prompts", "required-declaration")
+    )
+    with pytest.raises(ConfigError, match="redact") as info:
+        load_policy(write(tmp_path, "p.yaml", policy_text(rule)))
+    assert info.value.path == "rules[0].action"
+
+
+def test_spanless_redact_finding_blocks(tmp_path: Path) -> None:
+    """Defence in depth: should a redact rule ever yield a finding with no span, the text is blocked."""
+    from rail.policy.checks import Finding
+
+    policy = load_policy(write(tmp_path, "p.yaml", policy_text(RULE.format(
+        id="r", clause="a", kind="phrases", params="{phrases: {en: [secret]}}"
+    ).replace("action: block", "action: redact"))))
+
+    class Spanless:
+        def find(self, item):
+            return [Finding("too long")]
+
+    import dataclasses
+
+    rule = dataclasses.replace(policy.rules[0], check=Spanless())
+    engine = PolicyEngine(dataclasses.replace(policy, rules=(rule,)))
+    decision = engine.check("hello", "input")
+    assert decision.verdict is Verdict.BLOCKED and decision.text == "hello"
+    assert decision.violations[0].action.value == "block"
+
+
+def test_child_policy_errors_give_the_index_in_the_child_file(tmp_path: Path) -> None:
+    child = write(
+        tmp_path,
+        "badchild.yaml",
+        "id: child\nextends: bigscience-bloom-rail-1.0\nrules:\n"
+        + RULE.format(id="r", clause="a", kind="regex", params="{pattern: '(a'}"),
+    )
+    with pytest.raises(ConfigError) as info:
+        load_policy(child)
+    assert info.value.line == 4 and info.value.path.startswith("rules[0].")
+
+
+def test_unknown_licence_in_a_rule_names_file_line_and_path(tmp_path: Path) -> None:
+    rule = RULE.format(id="r", clause="a", kind="phrases", params="{phrases: {en: [x]}}").replace(
+        "{clause: a}", "{licence: no-such-licence, clause: a}"
+    )
+    file = write(tmp_path, "p.yaml", policy_text(rule))
+    with pytest.raises(ConfigError) as info:
+        load_policy(file)
+    assert str(file) in str(info.value)
+    assert info.value.line == 5 and info.value.path == "rules[0].restrictions[0].licence"
+
+
+def test_unknown_clause_in_attribution_names_the_right_licence(tmp_path: Path) -> None:
+    head = "attribution: {required: true, restrictions: [{clause: z}]}\n"
+    with pytest.raises(ConfigError) as info:
+        load_policy(write(tmp_path, "p.yaml", policy_text("  []\n", head=head)))
+    assert "bigscience-bloom-rail-1.0 has no restriction (z)" in str(info.value)
+    assert info.value.path == "attribution.restrictions[0].clause"
+
+
+def test_phrase_lists_with_non_string_language_keys_load() -> None:
+    from rail.policy.checks import Where
+    from rail.policy.checks.phrases import build
+
+    check = build({"phrases": {"en": ["foo"], 1: ["bar"]}}, Where("p.yaml", "rules[0].check"))
+    assert set(check.matcher.phrases) == {"foo", "bar"}
+
+
+def test_blank_disclosure_wording_is_refused(tmp_path: Path) -> None:
+    text = (
+        "name: d\npurpose: Help agents answer customer questions.\ndomains: [customer-support]\n"
+        "audience: [adults]\nautomated_decisions: {enabled: false}\n"
+        "disclosure:\n  mode: visible\n  wording:\n    en: \" \"\n"
+    )
+    file = write(tmp_path, "d.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_declaration(file)
+    assert "blank" in str(info.value) and info.value.path == "disclosure.wording.en"
+    assert info.value.line == 9
+    from rail.policy.declaration import load_declaration_text
+    from rail.yamlio import load_yaml_text, schema_problems
+
+    assert schema_problems(load_yaml_text(text, "d.yaml"), load_schema("declaration.schema.json"))
+    assert load_declaration_text(text.replace('" "', '"Written by a machine."'), "d.yaml")

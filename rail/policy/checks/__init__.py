@@ -1,7 +1,8 @@
 """Check kinds: one module per kind, discovered at import, each with its own ``params`` schema entry.
 
 A check module defines ``KIND`` (the name used in policy files), ``NEEDS_SCORES`` (whether it reads toxicity
-scores) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that kind in
+scores), ``YIELDS_SPANS`` (whether its findings point at characters of the text, which ``action: redact``
+needs) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that kind in
 ``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises
 :class:`~rail.errors.ConfigError`
 (through ``where.error``) for problems a schema cannot express, such as a regular expression that does not
@@ -25,7 +26,16 @@ from rail.text import NormalizedText, normalize
 if TYPE_CHECKING:
     from rail.policy.declaration import Declaration
 
-__all__ = ["Check", "CheckInput", "Finding", "Where", "build_check", "check_kinds"]
+__all__ = [
+    "Check",
+    "CheckInput",
+    "Finding",
+    "Where",
+    "build_check",
+    "check_kinds",
+    "kind_needs_scores",
+    "kind_yields_spans",
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,11 @@ def check_kinds() -> tuple[str, ...]:
 def kind_needs_scores(kind: str) -> bool:
     """Whether checks of ``kind`` read toxicity scores (and so need a model)."""
     return bool(_modules()[kind].NEEDS_SCORES)
+
+
+def kind_yields_spans(kind: str) -> bool:
+    """Whether findings of checks of ``kind`` carry a span of the text (so ``action: redact`` can apply)."""
+    return bool(_modules()[kind].YIELDS_SPANS)
 
 
 def build_check(kind: str, params: Mapping[str, Any], where: Where) -> Check:

@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from rail.policy.checks import CheckInput, Finding, Where
-from rail.policy.matcher import PhraseMatcher
+from rail.policy.matcher import phrase_matcher
 from rail.text import normalize
 from rail.yamlio import load_schema
 
 KIND = "declaration"
 NEEDS_SCORES = False
+YIELDS_SPANS = False
 
 
 class DeclarationCheck:
@@ -32,7 +33,7 @@ class DeclarationCheck:
         self.domains = frozenset(params.get("domains_any", ()))
         self.audience = frozenset(params.get("audience_any", ()))
         phrases = params.get("purpose_phrases")
-        self.purpose = PhraseMatcher(p for items in phrases.values() for p in items) if phrases else None
+        self.purpose = phrase_matcher(phrases) if phrases else None
         self.automated = dict(params.get("automated_decisions", {}))
         self.disclosure_mode = params.get("disclosure_mode")
 

@@ -15,6 +15,7 @@ from rail.policy.checks import CheckInput, Finding, Where
 
 KIND = "length"
 NEEDS_SCORES = False
+YIELDS_SPANS = False
 
 _TOKENS = re.compile(
     r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f]|[^\W\u3040-\u30ff\u3400-\u4dbf"

@@ -10,18 +10,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from rail.policy.checks import CheckInput, Finding, Where
-from rail.policy.matcher import PhraseMatcher
+from rail.policy.matcher import phrase_matcher
 
 KIND = "phrases"
 NEEDS_SCORES = False
+YIELDS_SPANS = True
 
 
 class PhraseCheck:
     """Fires on each phrase of any language found in the text."""
 
     def __init__(self, phrases: Mapping[str, list[str]]) -> None:
-        self.languages = tuple(sorted(phrases))
-        self.matcher = PhraseMatcher(p for items in phrases.values() for p in items)
+        self.languages = tuple(sorted(str(language) for language in phrases))
+        self.matcher = phrase_matcher(phrases)
 
     def find(self, item: CheckInput) -> list[Finding]:
         return [

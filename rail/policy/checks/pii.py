@@ -13,6 +13,7 @@ from rail.policy.pii import PII_KINDS, find_pii
 
 KIND = "pii"
 NEEDS_SCORES = False
+YIELDS_SPANS = True
 
 
 class PiiCheck:

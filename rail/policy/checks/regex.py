@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 KIND = "regex"
 NEEDS_SCORES = False
+YIELDS_SPANS = True
 OVERLAP = 1000
 
 _REPEATS = {_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT}
@@ -81,9 +82,9 @@ class RegexCheck:
                     continue
                 seen_end = end
                 span = to_original(start, end) if to_original else (start, end)
-                # The matched text says more to a reader than a long pattern would.
-                excerpt = text[start:end] if len(text[start:end]) <= 80 else text[start:start + 77] + "..."
-                findings.append(Finding(f"matched {excerpt!r}", span))
+                # The reason names no text: at the output stage the match is held-back model output, and
+                # reasons travel to the CLI and the audit log. The span says where the match is.
+                findings.append(Finding("matched the rule's pattern", span))
             if base + self.window >= len(text):
                 break
         return findings

@@ -14,6 +14,7 @@ from rail.policy.checks import CheckInput, Finding, Where
 
 KIND = "toxicity"
 NEEDS_SCORES = True
+YIELDS_SPANS = False
 
 
 class ToxicityCheck:
