@@ -1,9 +1,10 @@
 """Tamper-evident audit records of every gated request: records, privacy modes, sinks, the log and reports.
 
->>> from rail.audit import AuditLog, load_key, verify_log
->>> log = AuditLog("audit.db", signing_key="audit.key", checkpoint_every=1000)   # pass as the gate's sink
->>> verify_log("audit.db", key=load_key("audit.key.pub")).ok
-True
+Example::
+
+    from rail.audit import AuditLog, load_key, verify_log
+    log = AuditLog("audit.db", signing_key="audit.key", checkpoint_every=1000)   # pass as the gate's sink
+    verify_log("audit.db", key=load_key("audit.key.pub")).ok                     # True while intact
 """
 
 from rail.audit.chain import Checkpoint, load_checkpoint

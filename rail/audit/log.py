@@ -156,9 +156,11 @@ def _parse_checkpoint(data: object, source: str) -> Checkpoint:
 class AuditLog:
     """Append audit records to a hash-chained SQLite log; pass it to the gate as its ``sink``.
 
-    >>> log = AuditLog("audit.db", privacy="redacted", signing_key="audit.key", checkpoint_every=1000)
-    >>> seq = log.emit(record)          # durable when it returns (synchronous="full")
-    >>> log.checkpoint().save("/elsewhere/audit.checkpoint")
+    Example::
+
+        log = AuditLog("audit.db", privacy="redacted", signing_key="audit.key", checkpoint_every=1000)
+        seq = log.emit(record)          # durable when it returns (synchronous="full")
+        log.checkpoint().save("/elsewhere/audit.checkpoint")
 
     Privacy is applied before anything is written. ``salt`` (or ``RAIL_AUDIT_SALT``) is needed for
     ``privacy="hashed"`` and keys output digests in ``"redacted"``; it is never stored in the log, only a

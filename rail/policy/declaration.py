@@ -3,9 +3,10 @@
 A small YAML file validated against ``rail/data/declaration.schema.json``. The policy's ``declaration``
 rules read it once, when a deployment starts (:meth:`rail.policy.PolicyEngine.require_deployment`).
 
->>> d = load_declaration("examples/deployment.yaml")  # doctest: +SKIP
->>> d.domains
-('customer-support', 'translation')
+Example::
+
+    d = load_declaration("examples/deployment.yaml")
+    d.domains            # ('customer-support', 'translation')
 """
 
 from __future__ import annotations
