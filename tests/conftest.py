@@ -38,3 +38,32 @@ def detoxify_env(tiny_detoxify: tuple[Path, Path], monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("RAIL_DETOXIFY_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("RAIL_DETOXIFY_CONFIG", str(config_dir))
     return checkpoint, config_dir
+
+
+# Extends the pack with a rule that fires on every output the model writes (any non-space character).
+_EVERY_OUTPUT = """\
+id: test-every-output
+version: "1"
+extends: bigscience-bloom-rail-1.0
+rules:
+  - id: any-output
+    description: every generated character
+    restrictions: []
+    stages: [output]
+    check: {{kind: regex, params: {{pattern: '\\S'}}}}
+    action: {action}
+    severity: low
+    coverage: [screened-in-outputs]
+"""
+
+
+@pytest.fixture
+def every_output_policy(tmp_path: Path):
+    """Write a policy whose extra output rule fires on any output with ``action``; return its path."""
+
+    def write(action: str) -> Path:
+        path = tmp_path / f"every-output-{action}.yaml"
+        path.write_text(_EVERY_OUTPUT.format(action=action), encoding="utf-8")
+        return path
+
+    return write

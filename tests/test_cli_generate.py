@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,21 +21,6 @@ disclosure: {mode: visible, position: suffix}
 languages: [en]
 """
 
-# Extends the pack with a rule that fires on every output the model writes (any non-space character).
-EVERY_OUTPUT = """\
-id: test-every-output
-version: "1"
-extends: bigscience-bloom-rail-1.0
-rules:
-  - id: any-output
-    description: every generated character
-    restrictions: []
-    stages: [output]
-    check: {{kind: regex, params: {{pattern: '\\S'}}}}
-    action: {action}
-    severity: low
-    coverage: [screened-in-outputs]
-"""
 
 
 @pytest.fixture
@@ -204,16 +190,15 @@ def test_detect_exit_codes_follow_the_verdict(
     ("action", "verdict", "exit_code"), [("block", "blocked", 1), ("redact", "modified", 0)]
 )
 def test_json_never_prints_held_back_output(
-    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, tmp_path: Path, action: str, verdict: str,
-    exit_code: int,
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, every_output_policy: Any, action: str,
+    verdict: str, exit_code: int,
 ) -> None:
     prompt = "Write a haiku about the sea."
     plain = _generate(tiny_bloom_dir, declaration, "--json", prompt)
     assert plain.exit_code == 0, plain.output
     raw = json.loads(plain.stdout)["raw_text"]
     assert raw
-    policy = tmp_path / "every-output.yaml"
-    policy.write_text(EVERY_OUTPUT.format(action=action), encoding="utf-8")
+    policy = every_output_policy(action)
     held = _generate(tiny_bloom_dir, declaration, "--policy", str(policy), "--json", prompt)
     assert held.exit_code == exit_code, held.output
     line = json.loads(held.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,21 +31,6 @@ id: test-fail-open
 version: "1"
 extends: bigscience-bloom-rail-1.0
 fail_open: true
-"""
-# Extends the pack with a rule that fires on every output the model writes (any non-space character).
-EVERY_OUTPUT = """\
-id: test-every-output
-version: "1"
-extends: bigscience-bloom-rail-1.0
-rules:
-  - id: any-output
-    description: every generated character
-    restrictions: []
-    stages: [output]
-    check: {{kind: regex, params: {{pattern: '\\S'}}}}
-    action: {action}
-    severity: low
-    coverage: [screened-in-outputs]
 """
 PARAMS = GenerationParams(max_new_tokens=16, do_sample=True, seed=5)
 
@@ -253,11 +239,10 @@ def test_scores_under_every_threshold_pass(
 
 @pytest.mark.parametrize(("action", "verdict"), [("block", Verdict.BLOCKED), ("redact", Verdict.MODIFIED)])
 def test_held_back_output_stays_out_of_the_json_form(
-    generator: TextGenerator, declaration: Path, scorer: ScorerSettings, tmp_path: Path, action: str,
-    verdict: Verdict,
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings, every_output_policy: Any,
+    action: str, verdict: Verdict,
 ) -> None:
-    policy = tmp_path / "every-output.yaml"
-    policy.write_text(EVERY_OUTPUT.format(action=action), encoding="utf-8")
+    policy = every_output_policy(action)
     gate = GatedGenerator(
         model=generator, declaration=declaration, policy=policy, scorer=scorer, params=PARAMS
     )
