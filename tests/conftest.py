@@ -13,6 +13,35 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+# A deployment the packaged policy accepts: a writing assistant whose drafts a person reviews.
+PERMITTED_DECLARATION = """\
+name: writing-assistant
+purpose: Drafts short texts that a person reviews before use.
+domains: [general]
+audience: [adults]
+automated_decisions: {enabled: false, legal_effect: false, human_review: true}
+disclosure: {mode: visible, position: suffix}
+languages: [en, fr]
+"""
+
+
+@pytest.fixture
+def declaration(tmp_path: Path) -> Path:
+    """The permitted deployment declaration, written to a temporary file."""
+    path = tmp_path / "deployment.yaml"
+    path.write_text(PERMITTED_DECLARATION, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def medical(declaration: Path) -> Path:
+    """The permitted declaration moved into the medical domain, which clause (l) forbids."""
+    path = declaration.with_name("medical.yaml")
+    text = declaration.read_text(encoding="utf-8").replace("domains: [general]", "domains: [medical]")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_bloom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-layer random BLOOM with a local tokenizer and a RAIL-licensed README.md."""

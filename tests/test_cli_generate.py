@@ -11,24 +11,6 @@ from click.testing import CliRunner
 
 from rail.cli import main
 
-DECLARATION = """\
-name: writing-assistant
-purpose: Drafts short texts that a person reviews before use.
-domains: [general]
-audience: [adults]
-automated_decisions: {enabled: false, legal_effect: false, human_review: true}
-disclosure: {mode: visible, position: suffix}
-languages: [en]
-"""
-
-
-
-@pytest.fixture
-def declaration(tmp_path: Path) -> Path:
-    path = tmp_path / "deployment.yaml"
-    path.write_text(DECLARATION, encoding="utf-8")
-    return path
-
 
 def _generate(tiny_bloom_dir: Path, declaration: Path, *args: str, input: str | None = None):
     return CliRunner().invoke(
@@ -139,11 +121,9 @@ def test_unloadable_model_is_a_config_error(declaration: Path, model: str, messa
     assert message in result.stderr and "Traceback" not in result.output
 
 
-def test_refused_declaration_names_the_clause(tiny_bloom_dir: Path, tmp_path: Path) -> None:
-    path = tmp_path / "medical.yaml"
-    path.write_text(DECLARATION.replace("domains: [general]", "domains: [medical]"), encoding="utf-8")
+def test_refused_declaration_names_the_clause(tiny_bloom_dir: Path, medical: Path) -> None:
     result = CliRunner().invoke(
-        main, ["generate", "--model", str(tiny_bloom_dir), "--declaration", str(path), "Hi."]
+        main, ["generate", "--model", str(tiny_bloom_dir), "--declaration", str(medical), "Hi."]
     )
     assert result.exit_code == 2
     assert "(l)" in result.stderr or "clause l" in result.stderr.lower()

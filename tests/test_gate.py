@@ -16,16 +16,6 @@ from rail.generation import GenerationParams, TextGenerator, load_model
 from rail.policy.decision import Action, Verdict
 from rail.scoring import ScorerSettings
 
-PERMITTED = """\
-name: writing-assistant
-purpose: Drafts short texts that a person reviews before use.
-domains: [general]
-audience: [adults]
-automated_decisions: {enabled: false, legal_effect: false, human_review: true}
-disclosure: {mode: visible, position: suffix}
-languages: [en, fr]
-"""
-MEDICAL = PERMITTED.replace("domains: [general]", "domains: [medical]")
 FAIL_OPEN = """\
 id: test-fail-open
 version: "1"
@@ -58,11 +48,6 @@ def generator(tiny_bloom_dir: Path) -> TextGenerator:
     return load_model(str(tiny_bloom_dir))
 
 
-@pytest.fixture
-def declaration(tmp_path: Path) -> Path:
-    path = tmp_path / "deployment.yaml"
-    path.write_text(PERMITTED, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -107,20 +92,16 @@ def test_batch_generates_passing_prompts_and_records_each(
 
 
 def test_declaration_under_a_restriction_refuses_to_start(
-    generator: TextGenerator, tmp_path: Path, scorer: ScorerSettings
+    generator: TextGenerator, medical: Path, scorer: ScorerSettings
 ) -> None:
-    path = tmp_path / "medical.yaml"
-    path.write_text(MEDICAL, encoding="utf-8")
     with pytest.raises(DeploymentRefused) as info:
-        GatedGenerator(model=generator, declaration=path, scorer=scorer)
+        GatedGenerator(model=generator, declaration=medical, scorer=scorer)
     assert "l" in info.value.clauses
 
 
-def test_declaration_is_checked_before_weights_load(tmp_path: Path, scorer: ScorerSettings) -> None:
-    path = tmp_path / "medical.yaml"
-    path.write_text(MEDICAL, encoding="utf-8")
+def test_declaration_is_checked_before_weights_load(medical: Path, scorer: ScorerSettings) -> None:
     with pytest.raises(DeploymentRefused):
-        GatedGenerator(model="/no/such/model", declaration=path, scorer=scorer)
+        GatedGenerator(model="/no/such/model", declaration=medical, scorer=scorer)
 
 
 def test_scorer_failure_blocks_with_the_reason(

@@ -16,6 +16,7 @@ import click
 
 from rail.cli.jsonl import read_objects
 from rail.errors import ConfigError
+from rail.generation import DEFAULT_MODEL
 from rail.policy import DEFAULT_POLICY
 
 
@@ -114,7 +115,7 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option(
     "--model",
     "-m",
-    default="bigscience/bloomz-560m",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="Hub id or local model directory.",
 )
@@ -253,7 +254,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
 @click.option(
     "--model",
     "-m",
-    default="bigscience/bloomz-560m",
+    default=DEFAULT_MODEL,
     show_default=True,
     help="The model (hub id or directory) whose tokenizer generated the text.",
 )
