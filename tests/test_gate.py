@@ -84,7 +84,7 @@ def test_batch_generates_passing_prompts_and_records_each(
     sink = ListSink()
     gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
     prompts = ["Write a haiku about the sea.", "Translate to English: Je t'aime."]
-    results = gate.generate(prompts, do_sample=False)  # greedy: a batch must equal one-by-one generation
+    results = gate.generate_batch(prompts, do_sample=False)  # greedy: a batch must equal one-by-one generation
     assert isinstance(results, list) and [r.prompt for r in results] == prompts
     assert len(sink.records) == 2 and len({r.request_id for r in sink.records}) == 2
     singles = [gate.generate(p, do_sample=False) for p in prompts]

@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rail import __version__
+from rail._version import __version__
 from rail.errors import AuditError
 
 __all__ = [
