@@ -285,15 +285,19 @@ def _fact(texts: Sequence[str], key: str, owner: str) -> str | None:
 
 def extra_value(data: Mapping[str, Any], path: Sequence[str | int]) -> Any:
     """Return the content of a custom (``extra``) section whose heading holds ``path``'s field, or None."""
+    from rail.cards.text import flatten
+
     wanted = ".".join(str(p) for p in path[:2])
     for heading, content, parent in _extra_sections(data, None):
         field = heading_field(heading, parent)
-        if field == wanted:
+        if field == wanted and len(path) <= 2:
             return content
-        if field == str(path[0]) and len(path) == 2 and isinstance(content, Mapping):
-            for label, value in content.items():
-                if fact_key(str(label)) == str(path[1]):
-                    return value
+        if field == str(path[0]) and len(path) == 1:
+            return content
+        if field == str(path[0]) and len(path) == 2:
+            fact = _fact([flatten(content)], str(path[1]), str(path[0]))
+            if fact is not None:
+                return fact
     return None
 
 

@@ -419,3 +419,82 @@ def test_lint_invalid_card_exits_2(write):
 
 def test_yaml_in_docs_and_front_matter_is_plain_yaml():
     assert yaml.safe_load(render_card(load_card(CARDS[0]), "md").text.split("---")[1])
+
+
+ENDLESS = [
+    ["card", "validate", "/dev/zero"],
+    ["card", "render", "/dev/zero", "-o", "-"],
+    ["card", "lint", "/dev/zero"],
+    ["card", "import", "/dev/zero", "-o", "-"],
+]
+
+
+@pytest.mark.parametrize("args", ENDLESS, ids=lambda a: a[1])
+def test_endless_input_is_refused_not_read_forever(args: list[str]):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert (
+        "/dev/zero" in result.output and "larger than" in result.output and "Traceback" not in result.output
+    )
+
+
+def test_endless_results_file_is_refused(write):
+    card = write("card.yaml", MINIMAL)
+    result = CliRunner().invoke(main, ["card", "merge-eval", str(card), "/dev/zero", "-o", str(card)])
+    assert result.exit_code == 2 and "/dev/zero" in result.output and "larger than" in result.output
+    assert card.read_text() == MINIMAL
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("binary", b"\x89PNG\r\n\x1a\n\x00\x00"), ("latin-1", "né".encode("latin-1"))]
+)
+def test_binary_or_non_utf8_card_files_exit_2(name: str, data: bytes, tmp_path: Path):
+    path = tmp_path / "card.yaml"
+    path.write_bytes(data)
+    result = CliRunner().invoke(main, ["card", "validate", str(path)])
+    assert result.exit_code == 2 and str(path) in result.output and "Traceback" not in result.output
+
+
+ENV_FACTS = "- **Hardware Type:** 384 A100 80GB GPUs\n- **Hours used:** 1,082,990\n- **Carbon Emitted:** 25 t"
+
+
+@pytest.mark.parametrize(
+    "readme",
+    [
+        f"---\nlicense: mit\n---\n# M\n\n## Environmental Impact\n\n{ENV_FACTS}\n",
+        f"---\nlicense: mit\n---\n# M\n\n## Appendix\n\n### 3. Environmental Impact 🌱\n\n{ENV_FACTS}\n",
+        f"---\nlicense: mit\n---\n# M\n\n## Training\n\n### Environmental impact:\n\n{ENV_FACTS}\n",
+    ],
+    ids=["top level", "under a custom heading", "under another section"],
+)
+def test_lint_counts_understood_content_wherever_it_sits(readme: str):
+    from rail.cards import import_card_text
+
+    card = import_card_text(readme).card
+    statuses = {(i.framework, i.item): i.status for i in lint_card(card).items}
+    assert statuses[("huggingface", "Environmental Impact")] == "ok"
+    assert card.get("environmental_impact", "hours_used") == "1,082,990"
+
+
+def test_lint_counts_a_known_heading_among_custom_sections_of_a_structured_card(write):
+    text = MINIMAL + "extra:\n  Carbon Footprint:\n    text: |\n      - **Hours used:** 12\n"
+    card = load_card(write("c.yaml", text))
+    statuses = {(i.framework, i.item): i.status for i in lint_card(card).items}
+    assert statuses[("huggingface", "Environmental Impact")] == "ok"
+
+
+def test_lint_names_what_an_imported_card_should_add():
+    from rail.cards import import_card_text
+
+    card = import_card_text("---\nlicense: mit\n---\n# M\n\n## Uses\n\nChat.\n").card
+    report = lint_card(card)
+    missing = {i.item: i.suggestion for i in report.problems if i.framework == "huggingface"}
+    assert missing["Environmental Impact"].startswith("'- **Hardware type:** …'")
+    assert (
+        "section headed 'Environmental Impact' (field environmental_impact)"
+        in missing["Environmental Impact"]
+    )
+    assert missing["Uses: Downstream Use"] == "a section headed 'Downstream Use' (field uses.downstream_use)"
+    assert "Uses: Direct Use" in missing  # "Chat." sits under Uses, not under a Direct Use heading
+    item = next(i for i in report.to_dict()["problems"] if i["item"] == "Citation")
+    assert item["add"] == "a section headed 'Citation' (field citation)"
