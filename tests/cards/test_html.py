@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -134,3 +137,40 @@ def test_corpus_pages_keep_their_html_and_stay_inert(readme: Path):
         if f"<{tag}" in original.lower():
             assert f"&lt;{tag}" not in page.lower(), tag
     assert page.count('id="licence-and-use-restrictions"') <= 1
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_a_card_with_html_renders_as_elements_in_headless_chromium(tmp_path: Path):
+    readme = CORPUS / "sambanovasystems__BLOOMChat-176B-v1.md"
+    page = tmp_path / "card.html"
+    page.write_text(render_card(import_card_file(readme).card, "html").text, encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+        ]
+        dom = subprocess.run(
+            [*flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120
+        ).stdout
+        shot = tmp_path / "card.png"
+        subprocess.run(
+            [*flags, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    assert dom.count("<details>") == readme.read_text(encoding="utf-8").count("<details>")
+    assert "&lt;details" not in dom and "&lt;summary" not in dom
+    assert dom.index(">Model Details<") < dom.index(">Uses<") < dom.index(">Cite BLOOMChat<")
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a blank page is a few kilobytes
