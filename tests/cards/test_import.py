@@ -334,3 +334,26 @@ def test_imported_card_yaml_keeps_markdown_readable(tmp_path: Path):
     text = "---\nlicense: mit\n---\n# T\n\n**Developed by:** BigScience  \n**Model type:** LLM\n"
     card_yaml = dump_card(import_card_text(text).card.data)
     assert "markdown: |-\n    **Developed by:** BigScience  \n    **Model type:** LLM\n" in card_yaml
+
+
+@pytest.mark.parametrize(
+    ("extra", "message", "hint"),
+    [
+        ("summary: Also here.\n", "`summary` beside `body`", "move the text into a section of `body`"),
+        (
+            "body:\n- heading: Uses\n  level: 2\n  field: usess\n",
+            "unknown field 'usess'",
+            "did you mean 'uses'?",
+        ),
+        ("body:\n- field: uses\n  markdown: x\n", "'heading' is a dependency of 'field'", None),
+    ],
+)
+def test_an_edited_imported_card_is_checked(extra: str, message: str, hint: str | None, write):
+    text = "metadata:\n  license: mit\ntitle: T\n" + (
+        extra if extra.startswith("body") else "body:\n- markdown: x\n" + extra
+    )
+    path = write("card.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_card(path)
+    assert message in str(info.value) and (hint is None or hint in str(info.value))
+    assert info.value.line is not None
