@@ -178,9 +178,9 @@ def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], sourc
             raise ConfigError(f"more than {MAX_ALIASES} alias references", source=source,
                               line=node.start_mark.line + 1,
                               hint="expand the aliases by hand; rail limits them to stop expansion bombs")
-        return node._rail_size  # type: ignore[attr-defined]
+        return int(getattr(node, "_rail_size", 1))
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        node._rail_seen = True  # type: ignore[attr-defined]
+        setattr(node, "_rail_seen", True)  # noqa: B010 - PyYAML nodes have no slot for it
     ancestors = ancestors | {id(node)}
     size = 1
     if isinstance(node, yaml.MappingNode):
@@ -279,7 +279,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str | None]:
         return f"missing required key '{missing}'", "add it"
     if kind == "type":
         expected = error.validator_value
-        names = [_TYPE_NAMES.get(t, t) for t in (expected if isinstance(expected, list) else [expected])]
+        wanted = expected if isinstance(expected, list) else [expected]
+        names = [_TYPE_NAMES.get(str(t), str(t)) for t in wanted]
         if error.instance is None:
             return f"expected {' or '.join(names)}, got an empty value", "give it a value"
         got = f"{_json_type(error.instance)} {_short(error.instance)}"
