@@ -30,6 +30,7 @@ from rail.policy import (
     load_policy,
 )
 from rail.scoring import ScorerSettings, ToxicityScorer
+from rail.screening import Screened, Screening
 from rail.text import normalize
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "RailError",
     "ScorerError",
     "ScorerSettings",
+    "Screened",
+    "Screening",
     "Stage",
     "ToxicityScorer",
     "Verdict",

@@ -82,7 +82,7 @@ class Disclosure:
 
     def notice(self, language: str | None, model: str) -> tuple[str, str]:
         """Return ``(notice text, language used)`` for an output in ``language``."""
-        lang = language if language in self.wording else self.fallback
+        lang = language if language is not None and language in self.wording else self.fallback
         template = self.wording.get(lang) or self.wording["en"]
         return template.replace("{model}", model), lang
 
@@ -184,7 +184,7 @@ def detect_watermark(
         ignore_repeated_ngrams=True,
     )
     with torch.inference_mode():
-        out = detector(ids.to(device), z_threshold=threshold, return_dict=True)
+        out: Any = detector(ids.to(device), z_threshold=threshold, return_dict=True)
     z = float(out.z_score[0])
     p = float(out.p_value[0])
     if not math.isfinite(z):  # nothing left to score once repeats are ignored

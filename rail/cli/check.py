@@ -137,10 +137,11 @@ def check_command(
         PolicyEngine(policy), ScorerSettings.from_env(scorer_settings), weights_free=weights_free,
         without=without,
     )
+    items: list[tuple[Any, str, str | None]]
     if jsonl is not None:
         items = _read_jsonl(jsonl)
     else:
-        body = read_text_input(sys.stdin.buffer) if text == "-" else text
+        body = read_text_input(sys.stdin.buffer) if text == "-" or text is None else text
         items = [(None, body, stage)]
     stages = [item_stage or stage for _, _, item_stage in items]
     decisions: list[Decision | None] = [None] * len(items)

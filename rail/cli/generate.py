@@ -168,7 +168,7 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     """Generate with BLOOM/BLOOMZ through the licence gate: checks, scores, attribution, audit."""
-    from rail.gate import GatedGenerator
+    from rail.gate import GatedGenerator, GateResult
     from rail.generation import GenerationParams
     from rail.scoring import ScorerSettings
 
@@ -214,6 +214,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         },
     )
 
+    results: list[GateResult | None]
     if kw["stream"]:
         stream = gate.generate_stream(items[0][1])
         for chunk in stream:
@@ -223,7 +224,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         if not kw["as_json"] and results[0] is not None and results[0].allowed:
             click.echo()
     else:
-        results = gate.generate_batch([p for _, p in items])
+        results = list(gate.generate_batch([p for _, p in items]))
 
     blocked = False
     for (item_id, _), result in zip(items, results, strict=True):
