@@ -17,7 +17,15 @@ import yaml
 from rail.errors import ConfigError
 from rail.jsonio import read_text
 from rail.licences import is_rail_licence, known_licences
-from rail.yamlio import MAX_BYTES, YamlDocument, format_path, load_schema, load_yaml_text, schema_problems
+from rail.yamlio import (
+    MAX_BYTES,
+    YamlDocument,
+    format_path,
+    load_schema,
+    load_yaml,
+    load_yaml_text,
+    schema_problems,
+)
 
 SCHEMA_NAME = "card.schema.json"
 
@@ -302,8 +310,9 @@ def card_from_document(doc: YamlDocument) -> CardData:
 def read_card_file(path: str | Path, limit: int = MAX_BYTES) -> str:
     """Read the UTF-8 text file at ``path``, refusing more than ``limit`` bytes while reading.
 
-    Every card command reads its files here, so a device or pipe that never ends (``/dev/zero``) is refused
-    after ``limit`` bytes instead of being read forever, and binary input is refused with its offset.
+    READMEs and results files are read here (card YAML through :func:`rail.yamlio.load_yaml`, which bounds its
+    read the same way), so a device or pipe that never ends (``/dev/zero``) is refused after ``limit`` bytes
+    instead of being read forever, and binary input is refused with its offset.
     """
     p = Path(path)
     try:
@@ -334,7 +343,7 @@ def load_card(path: str | Path) -> CardData:
     >>> card.metadata["license"]  # doctest: +SKIP
     'bigscience-bloom-rail-1.0'
     """
-    return card_from_document(load_yaml_text(read_card_file(path), str(path)))
+    return card_from_document(load_yaml(path))
 
 
 def load_card_text(text: str, source: str = "<card>") -> CardData:
