@@ -41,6 +41,7 @@ _ARABIC_CLITIC = "(?:[وفبلك](?=ال))?(?:ال)?"
 # The longest clitic prefix (a conjunction and the article) a confirmed match may start before its key.
 _CLITIC_REACH = 3
 _KEY_CHARS = re.compile(r"[^\W_]+")
+_NOT_KEY_CHARS = re.compile(r"[\W_]+")
 
 
 def _key(phrase: str) -> str:
@@ -70,28 +71,24 @@ class PhraseMatch:
     matched: str
 
 
-@dataclass(frozen=True)
 class _Reduced:
-    """A text's word characters, and where each run of them starts in the reduced and the full text."""
+    """A text's word characters; the map back to the full text is built only when something is found."""
 
-    text: str
-    reduced_starts: tuple[int, ...]
-    full_starts: tuple[int, ...]
-
-    @classmethod
-    def of(cls, text: str) -> _Reduced:
-        pieces, reduced, full = [], [], []
-        length = 0
-        for m in _KEY_CHARS.finditer(text):
-            pieces.append(m.group())
-            reduced.append(length)
-            full.append(m.start())
-            length += len(m.group())
-        return cls("".join(pieces), tuple(reduced), tuple(full))
+    def __init__(self, full: str) -> None:
+        self.full = full
+        self.text = _NOT_KEY_CHARS.sub("", full)
+        self._reduced_starts: list[int] = []
+        self._full_starts: list[int] = []
 
     def full_index(self, index: int) -> int:
-        run = bisect.bisect_right(self.reduced_starts, index) - 1
-        return self.full_starts[run] + index - self.reduced_starts[run]
+        if not self._full_starts:
+            length = 0
+            for m in _KEY_CHARS.finditer(self.full):
+                self._reduced_starts.append(length)
+                self._full_starts.append(m.start())
+                length += m.end() - m.start()
+        run = bisect.bisect_right(self._reduced_starts, index) - 1
+        return self._full_starts[run] + index - self._reduced_starts[run]
 
 
 class PhraseIndex:
@@ -129,7 +126,7 @@ class PhraseIndex:
         found: list[list[tuple[int, int, str]]] = [[] for _ in range(self.owners)]
         if self._automaton is None:
             return found
-        reduced = _Reduced.of(text)
+        reduced = _Reduced(text)
         for last, (length, entries) in self._automaton.iter(reduced.text):
             start = reduced.full_index(last - length + 1)
             for owner, phrase in entries:
