@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     vectors = embedder.embed(pieces)
     t2 = time.perf_counter()
-    rule.check.model().classifier.scores(vectors)
+    rule.check.model().classifier.scores(vectors, "input")
     t3 = time.perf_counter()
     tokens = sum(embedder._model.token_count(p, True) for p in pieces) if hasattr(embedder, "_model") else 0
     print(

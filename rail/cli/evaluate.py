@@ -126,11 +126,20 @@ def eval_command(
     help="How much a false block on an allowed row costs against a missed forbidden row.",
 )
 @click.option(
+    "--shrinkage",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="How strongly each clause's threshold is pulled toward the shared one (in rows).",
+)
+@click.option(
     "--write",
     is_flag=True,
     help="Write the thresholds into the bank's calibration.yaml (otherwise print them).",
 )
-def calibrate_command(data: str, policy_ref: str, rule_id: str | None, weight: float, write: bool) -> None:
+def calibrate_command(
+    data: str, policy_ref: str, rule_id: str | None, weight: float, shrinkage: float, write: bool
+) -> None:
     """Choose the semantic rule's per-clause thresholds on the labelled rows of DATA (JSON lines).
 
     The embedder is the rule's (or RAIL_EMBEDDER's); its thresholds are stored under its name, next to
@@ -161,7 +170,9 @@ def calibrate_command(data: str, policy_ref: str, rule_id: str | None, weight: f
     assert isinstance(rule.check, SemanticCheck)
     try:
         with _progress(len(rows), "scoring") as update:
-            result = calibrate(rule.check, rows, weight=weight, source=data, progress=update)
+            result = calibrate(
+                rule.check, rows, weight=weight, shrinkage=shrinkage, source=data, progress=update
+            )
     except CheckUnavailable as exc:
         raise ConfigError(f"rule {rule.id} cannot run: {exc}", source=policy.source) from None
     if write:

@@ -83,6 +83,8 @@ def write_cache(path: Path, key: str, texts: Sequence[str], vectors: np.ndarray)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
     try:
+        # mkstemp creates the file readable by its owner only; a cache or a shipped file is not secret.
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(buffer.getvalue())
             f.flush()

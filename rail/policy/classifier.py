@@ -1,8 +1,10 @@
 """Score embedded texts per licence clause against an exemplar bank: nearest neighbours plus a linear head.
 
-For each clause ``c`` the score of a vector ``x`` is
+For each clause ``c`` the score of a prompt's vector ``x`` is
 
     margin_c(x) + 0.01 * log-odds_c(x)
+
+and the score of a model output's vector is ``margin_c(x)`` alone:
 
 - ``margin_c``: the mean cosine similarity of ``x`` to its 5 nearest forbidden exemplars of clause ``c``,
   minus the mean similarity to its 5 nearest allowed exemplars (contrast texts of every clause and everyday
@@ -14,8 +16,10 @@ For each clause ``c`` the score of a vector ``x`` is
   directions the neighbours alone do not, and sharpens which clause is named.
 
 Both terms are computed from the same vectors; a score above the clause's calibrated threshold fires.
-The comparison that chose this rule (neighbours alone, the linear head alone, ridge, and combinations) is
-in README.md and reproducible with ``python evals/compare_rules.py``.
+The comparison that chose this rule (neighbours alone, the linear head alone, ridge, and the combination,
+per stage) is in README.md and reproducible with ``python evals/compare_rules.py``: on prompts the
+combination ranks best; on outputs the head, fitted mostly on prompts (the bank has four times more), only
+adds noise, so outputs use the margin alone.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from rail.policy.bank import NONE, Exemplar
 __all__ = ["ClauseClassifier"]
 
 NEAREST = 5
-LOGIT_WEIGHT = 0.01
+#: The weight of the linear head's log-odds per stage (outputs: the neighbour margin alone).
+LOGIT_WEIGHTS = {"input": 0.01, "output": 0.0}
 _STEPS = 150
 _PENALTY = 1e-4
 _SCALE = 10.0
@@ -68,19 +73,24 @@ class ClauseClassifier:
         """Cosine similarities of ``vectors`` to every exemplar, columns in :attr:`exemplars` order."""
         return np.asarray(vectors, dtype=np.float32) @ self._vectors.T
 
-    def scores(self, vectors: np.ndarray, similarities: np.ndarray | None = None) -> np.ndarray:
-        """Return the ``(n, len(clauses))`` scores of ``vectors`` (higher: closer to what it forbids)."""
+    def terms(
+        self, vectors: np.ndarray, similarities: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The two terms of the score, each ``(n, len(clauses))``: the neighbour margin and the log-odds."""
         x = np.asarray(vectors, dtype=np.float32)
         sims = self.similarities(x) if similarities is None else similarities
         nearest = np.empty((len(x), len(self._slices)), dtype=np.float32)
         for k, (start, end) in enumerate(self._slices):
-            block = sims[:, start:end]
             top = min(NEAREST, end - start)
-            nearest[:, k] = np.partition(block, end - start - top, axis=1)[:, -top:].mean(axis=1)
-        margin = nearest[:, :-1] - nearest[:, -1:]
+            nearest[:, k] = np.partition(sims[:, start:end], end - start - top, axis=1)[:, -top:].mean(axis=1)
         logits = ((x - self._mean) * _SCALE) @ self._weights + self._bias
-        log_odds = logits[:, :-1] - logits[:, -1:]
-        return margin + LOGIT_WEIGHT * log_odds
+        return nearest[:, :-1] - nearest[:, -1:], logits[:, :-1] - logits[:, -1:]
+
+    def scores(self, vectors: np.ndarray, stage: str, similarities: np.ndarray | None = None) -> np.ndarray:
+        """Return the ``(n, len(clauses))`` scores of ``vectors`` at ``stage`` (higher: closer to what it
+        forbids)."""
+        margin, log_odds = self.terms(vectors, similarities)
+        return margin + LOGIT_WEIGHTS[stage] * log_odds
 
     def nearest(self, similarities: np.ndarray, count: int) -> list[tuple[Exemplar, float]]:
         """The ``count`` exemplars most similar to one text, given its row of :meth:`similarities`."""

@@ -127,15 +127,16 @@ def _charts(report: Mapping[str, Any]) -> dict[str, str]:
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 
-    style = {
-        "svg.fonttype": "none",
-        "font.size": 9,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "font.family": "sans-serif",
-    }
     charts: dict[str, str] = {}
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "font.family": "sans-serif",
+        }
+    ):
         for stage, by_clause in report["sweep"].items():
             clauses = sorted(by_clause)
             columns = 5

@@ -25,8 +25,11 @@ def engine(*rules: tuple[str, str, str]) -> PolicyEngine:
 
 
 def test_overlapping_phrases_of_different_rules_both_fire() -> None:
-    e = engine(("weapons", "a", "{en: [make a bomb]}"), ("bombs", "a", "{en: [a bomb, bomb threat]}"),
-               ("threats", "f", "{en: [bomb threat]}"))
+    e = engine(
+        ("weapons", "a", "{en: [make a bomb]}"),
+        ("bombs", "a", "{en: [a bomb, bomb threat]}"),
+        ("threats", "f", "{en: [bomb threat]}"),
+    )
     decision = e.check("how to make a bomb threat", "input")
     found = sorted((v.rule, v.span) for v in decision.violations)
     assert found == [("bombs", (12, 18)), ("threats", (14, 25)), ("weapons", (7, 18))]
@@ -45,8 +48,11 @@ def test_overlapping_phrases_of_different_rules_both_fire() -> None:
     ],
 )
 def test_each_rule_reports_only_its_phrases(text: str, expected: set[str]) -> None:
-    e = engine(("weapons", "a", "{en: [make a bomb], zh: [制造炸弹], ar: [قنبلة]}"),
-               ("violence", "a", "{en: [kill]}"), ("selfharm", "j", "{en: [self harm]}"))
+    e = engine(
+        ("weapons", "a", "{en: [make a bomb], zh: [制造炸弹], ar: [قنبلة]}"),
+        ("violence", "a", "{en: [kill]}"),
+        ("selfharm", "j", "{en: [self harm]}"),
+    )
     for stage in ("input", "output"):
         assert {v.rule for v in e.check(text, stage).violations} == expected
 

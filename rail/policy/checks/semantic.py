@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,42 @@ def windows(text: str, max_tokens: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b, _ in _pack(pieces, max_tokens, max_chars, overlap)]
 
 
+def shipped_vectors_path(bank: Bank, embedder: Embedder) -> Path:
+    """Where a bank keeps the precomputed vectors of its exemplars for ``embedder`` (``embeddings/``)."""
+    from rail.embedding.cache import shipped_name
+
+    return Path(bank.path) / "embeddings" / shipped_name(embedder.name)
+
+
+def bank_vectors(
+    bank: Bank, embedder: Embedder, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """The vectors of every exemplar of ``bank`` (their normalized text), from the bank's shipped vectors
+    or the user cache where they match, computed otherwise. Raises EmbeddingError."""
+    from rail.embedding.cache import cached_vectors
+
+    shipped = shipped_vectors_path(bank, embedder)
+    return cached_vectors(
+        embedder,
+        [e.normalized for e in bank.exemplars],
+        label=f"exemplar bank {Path(bank.path).name}",
+        tag=bank.sha256[:16],
+        shipped=shipped if shipped.is_file() else None,
+        progress=progress,
+    )
+
+
+def ship_vectors(bank: Bank, embedder: Embedder, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the bank's exemplar vectors into the bank (``embeddings/<embedder>.npz``), so an installed
+    rail needs no embedding pass on first use; return the file. Raises EmbeddingError or OSError."""
+    from rail.embedding.cache import write_cache
+
+    vectors = bank_vectors(bank, embedder, progress)
+    path = shipped_vectors_path(bank, embedder)
+    write_cache(path, embedder.key, [e.normalized for e in bank.exemplars], vectors)
+    return path
+
+
 @dataclass(frozen=True)
 class _Embedded:
     """A text's windows (form, start, end in that form's text) and their vectors."""
@@ -196,17 +232,8 @@ class SemanticCheck:
         return found
 
     def _fit(self, embedder: Embedder) -> ClauseClassifier:
-        from rail.embedding.cache import cached_vectors, shipped_name
-
-        shipped = Path(self.bank.path) / "embeddings" / shipped_name(embedder.name)
         try:
-            vectors = cached_vectors(
-                embedder,
-                [e.normalized for e in self.bank.exemplars],
-                label=f"exemplar bank {Path(self.bank.path).name}",
-                tag=self.bank.sha256[:16],
-                shipped=shipped if shipped.is_file() else None,
-            )
+            vectors = bank_vectors(self.bank, embedder)
         except EmbeddingError as exc:
             raise CheckUnavailable(f"cannot embed the exemplar bank: {exc}") from None
         return ClauseClassifier(vectors, self.bank.exemplars, self.clauses)
@@ -289,13 +316,13 @@ class SemanticCheck:
         """Each clause's score for ``item`` (its highest window), in :attr:`clauses` order."""
         model = self.model()
         embedded = self._embedded(item, model.embedder)
-        return model.classifier.scores(embedded.vectors).max(axis=0)
+        return model.classifier.scores(embedded.vectors, item.stage).max(axis=0)
 
     def find(self, item: CheckInput) -> list[Finding]:
         model = self.model()
         embedded = self._embedded(item, model.embedder)
         sims = model.classifier.similarities(embedded.vectors)
-        per_window = model.classifier.scores(embedded.vectors, sims)
+        per_window = model.classifier.scores(embedded.vectors, item.stage, sims)
         best = per_window.max(axis=0)
         for clause, score in zip(self.clauses, best, strict=True):
             item.measurements[f"semantic.{clause}"] = round(float(score), 5)
