@@ -84,7 +84,7 @@ def test_batch_generates_passing_prompts_and_records_each(
     sink = ListSink()
     gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
     prompts = ["Write a haiku about the sea.", "Translate to English: Je t'aime."]
-    results = gate.generate_batch(prompts, do_sample=False)  # greedy: a batch must equal one-by-one generation
+    results = gate.generate_batch(prompts, do_sample=False)  # greedy: a batch equals one-by-one generation
     assert isinstance(results, list) and [r.prompt for r in results] == prompts
     assert len(sink.records) == 2 and len({r.request_id for r in sink.records}) == 2
     singles = [gate.generate(p, do_sample=False) for p in prompts]
@@ -175,6 +175,8 @@ def test_watermark_and_signature_go_into_provenance(
         params=PARAMS,
         watermark=WatermarkSettings(bias=6.0),
         signing_key=private,
+        # Random weights write byte soup; what the semantic layer makes of it is not this test's subject.
+        without=("semantic",),
     )
     result = gate.generate("Write a haiku about the sea.")
     assert (
