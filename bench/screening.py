@@ -199,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         many = percentiles(per_prompt(screen, texts, 32, args.reps))
         rows[name] = (one, many)
         print(f"{name:<30}{one[0]:>12.2f}{one[1]:>9.2f}{many[0]:>14.2f}{many[1]:>9.2f}")
+    checks_only = percentiles(
+        per_prompt(
+            lambda chunk: engine.check_batch(chunk, "input", without={"toxicity", "semantic"}),
+            texts,
+            1,
+            args.reps,
+        )
+    )
+    print(
+        f"{'lexical checks, no language id':<30}{checks_only[0]:>12.2f}{checks_only[1]:>9.2f}"
+        "   (the policy engine alone: normalization, phrase automaton, regex)"
+    )
     short = [f"{s} ({i})" for i, s in enumerate(SENTENCES * 6)][: len(texts)]
     one = percentiles(per_prompt(lambda chunk: both.screen(chunk, "input"), short, 1, args.reps))
     many = percentiles(per_prompt(lambda chunk: both.screen(chunk, "input"), short, 32, args.reps))

@@ -19,6 +19,9 @@ How thresholds are chosen (:func:`choose_thresholds`):
 - **output**: outputs are scored by the neighbour margin alone (see :mod:`rail.policy.classifier`) and any
   data set holds few of them, so every clause shares one output threshold, chosen on the output rows with
   the same objective on each row's highest clause score.
+- **never below zero**: both scores compare a text's closeness to what a clause forbids with its closeness
+  to what is allowed, so zero is a tie; a threshold below zero would block texts the bank places on the
+  allowed side, so no threshold is set below zero.
 """
 
 from __future__ import annotations
@@ -167,14 +170,14 @@ def choose_thresholds(
         positives = inputs & block & (clause_of == clause)
         count = int(positives.sum())
         own = _best(s[positives, j], s[negatives, j], weight) if count else shared
-        thresholds["input"][clause] = (count * own + shrinkage * shared) / (count + shrinkage)
+        thresholds["input"][clause] = max(0.0, (count * own + shrinkage * shared) / (count + shrinkage))
     outputs = stage == "output"
     if (outputs & block).any() and (outputs & ~block).any():
         top = s[outputs].max(axis=1)
         shared_output = _best(top[block[outputs]], top[~block[outputs]], weight)
     else:
         shared_output = shared
-    thresholds["output"] = dict.fromkeys(clauses, shared_output)
+    thresholds["output"] = dict.fromkeys(clauses, max(0.0, shared_output))
     return thresholds
 
 
