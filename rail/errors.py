@@ -49,5 +49,9 @@ class ScorerError(RailError):
     """The toxicity scorer could not be loaded or failed on an input."""
 
 
+class EmbeddingError(RailError):
+    """The sentence-embedding model of the semantic checks could not be loaded or failed on an input."""
+
+
 class AuditError(RailError):
     """The audit log cannot be opened, read or written."""

@@ -203,6 +203,8 @@ def test_watermark_and_signature_go_into_provenance(
         params=PARAMS,
         watermark=WatermarkSettings(bias=6.0),
         signing_key=private,
+        # Random weights write byte soup; what the semantic layer makes of it is not this test's subject.
+        without=("semantic",),
     )
     result = gate.generate("Write a haiku about the sea.")
     assert (

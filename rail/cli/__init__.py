@@ -35,9 +35,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from rail.cli import audit, card, check, generate
+    from rail.cli import audit, bank, card, check, evaluate, generate
 
-    for module in (check, generate, audit, card):
+    for module in (check, evaluate, bank, generate, audit, card):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -136,13 +136,14 @@ def test_report_from_a_log_written_by_the_real_gate(tmp_path, tiny_bloom_dir, ti
     assert report["compliance"] and report["compliance"][0]["licence"] == "bigscience-bloom-rail-1.0"
     assert report["privacy"] == {"redacted": 3}
     rule = "medical-advice"  # the shipped policy's rule for clause (l); the third prompt trips it
-    assert report["blocks_by_rule"] == {rule: 1}
+    # The semantic rule may read the same prompt as (l) too; nothing else is blocked.
+    assert report["blocks_by_rule"][rule] == 1 and set(report["blocks_by_rule"]) <= {rule, "semantic-screen"}
     html = render(report, "html")
     assert "Integrity: INTACT" in html and f"<td>{rule}</td>" in html
     md = render(report, "md")
     assert md.splitlines()[2].startswith("**Integrity: INTACT**") and f"| {rule} | 1 |" in md
     parsed = json.loads(render(report, "json"))
-    assert parsed["integrity"]["verdict"] == "intact" and parsed["blocks_by_rule"] == {rule: 1}
+    assert parsed["integrity"]["verdict"] == "intact" and parsed["blocks_by_rule"] == report["blocks_by_rule"]
 
 
 @pytest.mark.parametrize("edit", [
