@@ -91,7 +91,7 @@ BROKEN = [
         },
         "a.yaml",
         8,
-        "expected string",
+        "expected a string",
     ),
     (
         "bad language",

