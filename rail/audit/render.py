@@ -120,7 +120,7 @@ def _svg(figure: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _charts(report: Mapping[str, Any]) -> dict[str, str]:
+def _charts(report: Mapping[str, Any]) -> dict[str, str | None]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -128,7 +128,9 @@ def _charts(report: Mapping[str, Any]) -> dict[str, str]:
 
     style = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
              "font.family": "sans-serif"}
-    charts: dict[str, str] = {}
+    # Every chart the page can show has a key, so a period without data renders the "none" text instead.
+    charts: dict[str, str | None] = dict.fromkeys(
+        ("timeline", "blocks_by_clause", "blocks_by_rule", "languages", "toxicity"))
     with matplotlib.rc_context(style):
         rows = report["timeline"]["rows"]
         if rows:

@@ -16,11 +16,12 @@ from typing import Any
 
 from rail import __version__
 from rail.audit.chain import Checkpoint
-from rail.audit.keys import CheckpointKey
 from rail.audit.log import read_records
 from rail.audit.record import AuditRecord, utc_now
+from rail.audit.store import Target, describe_target
 from rail.audit.verify import verify_log
-from rail.errors import AuditError, RailError
+from rail.errors import AuditCorruptError, AuditError, RailError
+from rail.signing import CheckpointKey
 
 __all__ = ["FORMATS", "build_report", "parse_when", "render"]
 
@@ -227,7 +228,7 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
     return matrices, notes
 
 
-def build_report(log_path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
+def build_report(log_path: Target, *, since: datetime | None = None, until: datetime | None = None,
                  policy: str | Path | None = None, checkpoints: Iterable[Checkpoint] = (),
                  key: CheckpointKey | None = None) -> dict[str, Any]:
     """Aggregate the records of ``log_path`` between ``since`` and ``until`` (inclusive) into a report dict.
@@ -241,16 +242,27 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
     integrity = verify_log(log_path, checkpoints=checkpoints, key=key)
     tally = _Tally()
     unreadable: list[int] = []
-    # A record edited into something that is not a valid record is counted and skipped, so the auditor still
-    # gets the report (headed by the integrity verdict) instead of an error.
-    for _, record in read_records(log_path, on_error=lambda seq, _: unreadable.append(seq)):
-        moment = _record_time(record)
-        if moment is not None and ((since and moment < since) or (until and moment > until)):
-            continue
-        if moment is None and (since or until):
-            continue
-        tally.add(record, moment)
-    matrices, notes = _compliance(tally, policy)
+    notes: list[str] = []
+    last_read = 0
+    # A record edited into something that is not a valid record is counted and skipped, and damaged storage
+    # ends the reading, so the auditor still gets the report (headed by the integrity verdict).
+    try:
+        for seq, record in read_records(log_path, on_error=lambda seq, _: unreadable.append(seq)):
+            last_read = seq
+            moment = _record_time(record)
+            if moment is not None and ((since and moment < since) or (until and moment > until)):
+                continue
+            if moment is None and (since or until):
+                continue
+            tally.add(record, moment)
+    except AuditCorruptError as exc:
+        if last_read:
+            notes.append(f"the log's storage is damaged, so reading stopped after record {last_read:,}: "
+                         f"{exc}; every figure below covers only the records read before the damage")
+        else:
+            notes.append(f"the log's storage is damaged and no record could be read: {exc}")
+    matrices, policy_notes = _compliance(tally, policy)
+    notes += policy_notes
     stages = {}
     for stage in ("prompt", "output"):
         labels = {}
@@ -269,7 +281,7 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
         "format": "rail-audit-report/1",
         "generated": utc_now(),
         "rail_version": __version__,
-        "log": str(log_path),
+        "log": describe_target(log_path),
         "period": {"since": since.isoformat() if since else None,
                    "until": until.isoformat() if until else None,
                    "first": first.isoformat() if first else None,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,3 +70,77 @@ def other_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     private, public = generate_key(tmp_path_factory.mktemp("other") / "other.key")
     assert public is not None
     return private, public
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose facility this machine lacks — but fail in CI, where every facility is provided."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB tmpfs mounted for one test: writes past its end fail with ENOSPC, as on a full disk."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        unavailable("mounting a small tmpfs (the real full-disk test) needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        unavailable(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill_disk(directory: Path) -> Path:
+    """Fill the file system holding ``directory`` to the last byte with one filler file; return its path."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 65536)
+            except OSError:
+                break
+    finally:
+        os.close(fd)
+    return filler
+
+
+_STALLED_WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from conftest import build_record
+    from rail.audit import AuditLog, CheckpointKey, load_key
+
+    class StallingKey(CheckpointKey):
+        # Called inside the appending transaction, after the rows are written and before the commit.
+        def sign(self, message):
+            print("inside the transaction", flush=True)
+            time.sleep(3600)
+
+    key = load_key({key!r})
+    stalling = StallingKey(alg=key.alg, key_id=key.key_id, private=key.private, public=key.public)
+    log = AuditLog({target!r}, privacy="full", signing_key=stalling, checkpoint_every=20)
+    log.append_many([build_record(i) for i in range(1, 11)])
+    print("committed 10", flush=True)
+    log.append_many([build_record(i) for i in range(11, 26)])
+""")
+
+
+def kill_writer_inside_a_transaction(target: str, key: Path) -> None:
+    """Start a writer that commits 10 records; SIGKILL it while its next 15 are written but not committed."""
+    script = _STALLED_WRITER.format(tests=str(Path(__file__).parent), target=target, key=str(key))
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "committed 10"
+        assert writer.stdout.readline().strip() == "inside the transaction"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL

@@ -221,3 +221,20 @@ def test_markdown_escapes_html_in_names_from_the_log(tmp_path, make_record):
     for escaped in ("&lt;img src=x onerror=alert(1)&gt;", "&lt;script&gt;x&lt;/script&gt;", "&lt;i&gt;tox",
                     "&lt;b&gt;l&lt;/b&gt;", "&lt;a href=y&gt;p&lt;/a&gt;&amp;"):
         assert escaped in md
+
+
+def test_a_log_without_any_scores_renders_in_every_format(tmp_path, make_record):
+    # Every request blocked because the scorer could not load: no record carries a score.
+    violation = {"rule": "scorer-unavailable", "restriction": None, "licence": None, "stage": "input",
+                 "action": "block", "severity": "high", "reason": "toxicity scorer could not load",
+                 "span": None}
+    path = tmp_path / "unscored.db"
+    with AuditLog(path, privacy="full") as log:
+        log.append_many([make_record(i, scores={}, verdict="blocked", violations=(violation,), output=None,
+                                     provenance=None) for i in range(1, 6)])
+    report = build_report(path)
+    assert report["toxicity"]["prompt"] == {} and report["requests"]["blocked"] == 5
+    html = render(report, "html")
+    assert "Integrity: INTACT" in html and "No toxicity scores were recorded" in html
+    assert "scorer-unavailable" in render(report, "md")
+    assert json.loads(render(report, "json"))["requests"]["total"] == 5
