@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,70 @@ def kill_writer_inside_a_transaction(target: str, key: Path) -> None:
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=30)
     assert writer.returncode == -signal.SIGKILL
+
+
+#: The grants README.md documents for the role that appends (rail_owner runs them once, after first use).
+APPENDER_GRANTS = """
+GRANT USAGE ON SCHEMA {schema} TO rail_appender;
+GRANT SELECT, INSERT ON rail_audit_meta, rail_audit_records, rail_audit_checkpoints TO rail_appender;
+"""
+
+
+def with_schema(url: str, schema: str) -> str:
+    """Return ``url`` with its connections' search_path set to ``schema`` (libpq's ``options`` parameter)."""
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@dataclass(frozen=True)
+class PostgresLog:
+    """A fresh, empty schema in the throwaway cluster: one log's worth of tables, per test."""
+
+    schema: str
+    owner_url: str
+    appender_url: str
+
+    def sql(self, *statements: str, params: tuple = ()) -> list[tuple]:
+        """Run statements as the owner (the privileged role) in one transaction; return the last rows."""
+        import psycopg
+
+        with psycopg.connect(self.owner_url) as conn:
+            rows: list[tuple] = []
+            for statement in statements:
+                cursor = conn.execute(statement, params if "%s" in statement else None)
+                rows = cursor.fetchall() if cursor.description else []
+        return rows
+
+    def tamper(self, *statements: str, params: tuple = ()) -> None:
+        """Change the log as a privileged role would: the append-only triggers off, the edit, back on."""
+        tables = ("rail_audit_meta", "rail_audit_records", "rail_audit_checkpoints")
+        self.sql(*(f"ALTER TABLE {t} DISABLE TRIGGER USER" for t in tables), *statements,
+                 *(f"ALTER TABLE {t} ENABLE TRIGGER USER" for t in tables), params=params)
+
+    def grant_appender(self) -> None:
+        self.sql(APPENDER_GRANTS.format(schema=self.schema))
+
+
+@pytest.fixture(scope="session")
+def postgres_urls() -> tuple[str, str]:
+    """(owner URL, appender URL) of the throwaway cluster that `.ci/postgres.sh start` prints."""
+    owner = os.environ.get("RAIL_TEST_POSTGRES_URL")
+    appender = os.environ.get("RAIL_TEST_POSTGRES_APPENDER_URL")
+    if not owner or not appender:
+        unavailable('RAIL_TEST_POSTGRES_URL and RAIL_TEST_POSTGRES_APPENDER_URL are not set: start a '
+                    'throwaway cluster with `eval "$(.ci/postgres.sh start)"` to run the PostgreSQL tests')
+    assert owner and appender
+    return owner, appender
+
+
+@pytest.fixture
+def postgres_log(postgres_urls: tuple[str, str]) -> Iterator[PostgresLog]:
+    import psycopg
+
+    owner, appender = postgres_urls
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO rail_appender")
+    yield PostgresLog(schema, with_schema(owner, schema), with_schema(appender, schema))
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
