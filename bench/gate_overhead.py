@@ -142,7 +142,7 @@ def main() -> None:
 
     def gated(prompts: list[str]) -> None:
         t0 = time.perf_counter()
-        results = gate.generate(prompts, **params.to_dict())
+        results = gate.generate_batch(prompts, **params.to_dict())
         wall_ms = (time.perf_counter() - t0) * 1000
         assert all(r.record.output_tokens == n for r in results if r.allowed)
         inner.append(wall_ms / results[0].record.durations_ms["generate"])
@@ -167,7 +167,7 @@ def main() -> None:
             gated_s.append(timed(gated, prompts))
         r, g = statistics.median(raw_s), statistics.median(gated_s)
         within = statistics.median(inner)
-        last = gate.generate(prompts, **params.to_dict())
+        last = gate.generate_batch(prompts, **params.to_dict())
         steps = {
             k: statistics.median(x.record.durations_ms.get(k, 0.0) for x in last)
             for k in ("input_checks", "scoring", "output_checks", "attribution")

@@ -9,9 +9,7 @@ The public API in one place::
     result = gate.generate("Translate to English: Je t'aime.")
 """
 
-# Defined before the imports below: submodules read it while the package is still initialising.
-__version__ = "0.1.0"
-
+from rail._version import __version__
 from rail.attribution import Disclosure, Provenance, WatermarkSettings, detect_watermark
 from rail.audit import AuditLog, AuditRecord, JsonlSink, PrivacyMode, verify_log
 from rail.cards import import_card_file, lint_card, load_card, render_card
@@ -32,6 +30,7 @@ from rail.policy import (
     load_policy,
 )
 from rail.scoring import ScorerSettings, ToxicityScorer
+from rail.screening import Screened, Screening
 from rail.text import normalize
 
 __all__ = [
@@ -58,6 +57,8 @@ __all__ = [
     "RailError",
     "ScorerError",
     "ScorerSettings",
+    "Screened",
+    "Screening",
     "Stage",
     "ToxicityScorer",
     "Verdict",

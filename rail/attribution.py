@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rail import __version__
+from rail._version import __version__
 from rail.canonical import canonical_json
 from rail.errors import ConfigError
 from rail.signing import CheckpointKey, load_key
@@ -84,7 +84,7 @@ class Disclosure:
 
     def notice(self, language: str | None, model: str) -> tuple[str, str]:
         """Return ``(notice text, language used)`` for an output in ``language``."""
-        lang = language if language in self.wording else self.fallback
+        lang = language if language is not None and language in self.wording else self.fallback
         template = self.wording.get(lang) or self.wording["en"]
         return template.replace("{model}", model), lang
 
@@ -186,7 +186,7 @@ def detect_watermark(
         ignore_repeated_ngrams=True,
     )
     with torch.inference_mode():
-        out = detector(ids.to(device), z_threshold=threshold, return_dict=True)
+        out: Any = detector(ids.to(device), z_threshold=threshold, return_dict=True)
     z = float(out.z_score[0])
     p = float(out.p_value[0])
     if not math.isfinite(z):  # nothing left to score once repeats are ignored

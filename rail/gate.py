@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rail import __version__
+from rail._version import __version__
 from rail.attribution import Disclosure, Provenance, WatermarkSettings, sha256_text
 from rail.audit.record import AuditRecord, utc_now
 from rail.audit.sinks import AuditSink
-from rail.errors import ScorerError
-from rail.generation import TERMINATORS, Completion, GenerationParams, HygieneNote, TextGenerator, load_model
-from rail.language import detect
+from rail.errors import ConfigError, DeploymentRefused
+from rail.generation import TERMINATORS, Completion, GenerationParams, Generator, HygieneNote, load_model
 from rail.policy import DEFAULT_POLICY
 from rail.policy.decision import Action, Decision, Stage, Verdict, Violation
 from rail.scoring import ScorerSettings, ToxicityScorer
+from rail.screening import Screened, Screening
 
 _BOUNDARIES = TERMINATORS | {"\n"}
 
@@ -102,6 +102,19 @@ class GateResult:
         }
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What every provenance and audit record of this gate says about the model, policy and deployment."""
+
+    model: str
+    model_revision: str | None
+    licence: str | None
+    provider: str
+    policy_id: str
+    policy_sha256: str
+    deployment: str | None
+
+
 @dataclass
 class _Request:
     """Working state of one request as it moves through the steps."""
@@ -116,6 +129,15 @@ class _Request:
     durations: dict[str, float] = field(default_factory=dict)
     completion: Completion | None = None
     note: HygieneNote | None = None
+    tags: Mapping[str, Any] = field(default_factory=dict)
+
+    def add_time(self, screened: Screened, checks_key: str) -> None:
+        """Add a screening's time: language and checks under ``checks_key``, scoring under ``scoring``."""
+        spent = screened.durations_ms
+        self.durations[checks_key] = (
+            self.durations.get(checks_key, 0.0) + spent.get("language", 0.0) + spent.get("checks", 0.0)
+        )
+        self.durations["scoring"] = self.durations.get("scoring", 0.0) + spent.get("scoring", 0.0)
 
 
 def _merge(*decisions: Decision | None) -> Verdict:
@@ -125,110 +147,90 @@ def _merge(*decisions: Decision | None) -> Verdict:
     return Verdict.MODIFIED if Verdict.MODIFIED in verdicts else Verdict.ALLOWED
 
 
-class GatedGenerator:
-    """Generate text that has passed the deployment's policy, with attribution, scores and an audit record.
-
-    Construction checks the deployment declaration first and raises DeploymentRefused (naming the clause)
-    before any weights are loaded. ``model`` is a loaded TextGenerator or a hub id / local directory;
-    ``policy`` a Policy or a pack name / file; ``declaration`` a Declaration or its YAML file. ``scorer``
-    defaults to detoxify configured from the environment and loads on first need. ``signing_key`` (a key
-    file or loaded key) signs provenance records; ``watermark`` adds a statistical watermark.
-    """
+class _Steps:
+    """The steps of a request in their order; GatedGenerator and GateStream both run requests through it."""
 
     def __init__(
         self,
         *,
-        model: TextGenerator | str,
-        declaration: Any,
-        policy: Any = DEFAULT_POLICY,
-        scorer: ToxicityScorer | ScorerSettings | None = None,
-        sink: AuditSink | None = None,
-        params: GenerationParams | None = None,
-        watermark: WatermarkSettings | None = None,
-        signing_key: Any = None,
-        disclosure: Disclosure | None = None,
-        model_options: Mapping[str, Any] | None = None,
+        screening: Screening,
+        model: Generator,
+        facts: _Facts,
+        disclosure: Disclosure,
+        sink: AuditSink | None,
+        watermark: WatermarkSettings | None,
+        signing_key: Any,
     ) -> None:
-        from rail.policy import PolicyEngine, load_declaration, load_policy
-
-        self.policy = policy if hasattr(policy, "rules") else load_policy(policy)
-        self.declaration = (
-            declaration if hasattr(declaration, "disclosure") else load_declaration(declaration)
-        )
-        self.engine = PolicyEngine(self.policy)
-        self.engine.require_deployment(self.declaration)
-        self.model = (
-            model if isinstance(model, TextGenerator) else load_model(model, **dict(model_options or {}))
-        )
-        self.scorer = (
-            scorer
-            if isinstance(scorer, ToxicityScorer)
-            else ToxicityScorer(scorer or ScorerSettings.from_env())
-        )
+        self.screening = screening
+        self.model = model
+        self.facts = facts
+        self.disclosure = disclosure
         self.sink = sink
-        self.params = params or GenerationParams()
         self.watermark = watermark
-        self._watermarking_config = watermark.to_transformers() if watermark else None
+        self.watermarking_config = watermark.to_transformers() if watermark else None
         self.signing_key = signing_key
-        self.disclosure = disclosure or Disclosure.from_declaration(self.declaration)
-        self._needs_scores = {stage: self.engine.needs_scores(stage) for stage in (Stage.INPUT, Stage.OUTPUT)}
+        info = model.info
+        self.model_name = Path(info.model_id).name if info.local else info.model_id
 
-    # -- steps ---------------------------------------------------------------------------------------------
-
-    def _score(
-        self, stage: Stage, texts: list[str], languages: list[str | None]
-    ) -> tuple[list[dict[str, float] | None], str | None]:
-        """Score texts in one batch when a rule at ``stage`` needs it; return (scores, error)."""
-        if not texts or not self._needs_scores[stage]:
-            return [None] * len(texts), None
-        try:
-            return list(self.scorer.score(texts, languages)), None
-        except ScorerError as exc:
-            return [None] * len(texts), f"toxicity scorer unavailable: {exc}"
-
-    def _check_inputs(self, requests: list[_Request]) -> None:
-        t0 = time.perf_counter()
-        for r in requests:
-            r.language = detect(r.prompt)
-        t1 = time.perf_counter()
-        scores, error = self._score(Stage.INPUT, [r.prompt for r in requests], [r.language for r in requests])
-        t2 = time.perf_counter()
-        for r, s in zip(requests, scores, strict=True):
-            if s is not None:
-                r.scores["prompt"] = s
-            r.input = self.engine.check(
-                r.prompt, Stage.INPUT, scores=s, scores_error=error, language=r.language
+    def check_params(self, params: GenerationParams) -> None:
+        """Refuse generation parameters the model cannot honour (more new tokens than its context)."""
+        limit = self.model.info.context_length
+        if limit is not None and params.max_new_tokens > limit:
+            raise ConfigError(
+                f"max_new_tokens {params.max_new_tokens:,} exceeds the model's context of {limit:,} tokens",
+                path="max_new_tokens",
+                hint=f"ask for at most {limit:,} new tokens (the prompt shares the same context)",
             )
-        t3 = time.perf_counter()
-        for r in requests:
-            r.durations.update(input_checks=(t1 - t0 + t3 - t2) * 1000, scoring=(t2 - t1) * 1000)
 
-    def _check_outputs(self, requests: list[_Request]) -> None:
+    def screen_inputs(self, requests: list[_Request]) -> None:
+        screened = self.screening.screen([r.prompt for r in requests], Stage.INPUT)
+        for r, s in zip(requests, screened, strict=True):
+            r.language, r.input = s.language, s.decision
+            if s.scores:
+                r.scores["prompt"] = dict(s.scores)
+            r.add_time(s, "input_checks")
+
+    def screen_output(self, r: _Request, text: str) -> Decision:
+        """Screen the output so far of one request (a whole completion, or a stream's text up to now)."""
+        s = self.screening.screen([text], Stage.OUTPUT)[0]
+        self._take_output(r, s)
+        return s.decision
+
+    def screen_outputs(self, requests: list[_Request]) -> None:
+        texts = [r.completion.text for r in requests if r.completion is not None]
+        for r, s in zip(requests, self.screening.screen(texts, Stage.OUTPUT), strict=True):
+            self._take_output(r, s)
+
+    @staticmethod
+    def _take_output(r: _Request, s: Screened) -> None:
+        r.output = s.decision
+        r.language = s.language or r.language
+        if s.scores:
+            r.scores["output"] = dict(s.scores)
+        r.add_time(s, "output_checks")
+
+    def generate(self, requests: list[_Request], params: GenerationParams) -> None:
         t0 = time.perf_counter()
-        texts = [r.completion.text for r in requests if r.completion]
-        languages = [detect(t) for t in texts]
-        t1 = time.perf_counter()
-        scores, error = self._score(Stage.OUTPUT, texts, languages)
-        t2 = time.perf_counter()
-        for r, text, language, s in zip(requests, texts, languages, scores, strict=True):
-            if s is not None:
-                r.scores["output"] = s
-            r.language = language or r.language
-            r.output = self.engine.check(text, Stage.OUTPUT, scores=s, scores_error=error, language=language)
-        t3 = time.perf_counter()
-        for r in requests:
-            r.durations["output_checks"] = (t1 - t0 + t3 - t2) * 1000
-            r.durations["scoring"] = r.durations.get("scoring", 0.0) + (t2 - t1) * 1000
+        prompts = [r.input.text for r in requests if r.input is not None]
+        completions = self.model.generate(
+            prompts, params, watermarking_config=self.watermarking_config, notes=self.model.prepare(prompts)
+        )
+        elapsed = (time.perf_counter() - t0) * 1000
+        for r, c in zip(requests, completions, strict=True):
+            r.completion, r.durations["generate"] = c, elapsed
+
+    def notice(self, language: str | None) -> str:
+        return self.disclosure.notice(language, self.model_name)[0]
 
     def _provenance(self, r: _Request, final_text: str, params: GenerationParams) -> Provenance:
-        info = self.model.info
+        f = self.facts
         provenance = Provenance(
-            model=info.model_id,
-            model_revision=info.commit or info.revision,
-            licence=info.licence or getattr(self.policy, "licence", None),
-            policy_id=self.policy.id,
-            policy_sha256=self.policy.sha256,
-            deployment=self.declaration.name,
+            model=f.model,
+            model_revision=f.model_revision,
+            licence=f.licence,
+            policy_id=f.policy_id,
+            policy_sha256=f.policy_sha256,
+            deployment=f.deployment,
             time=utc_now(),
             output_sha256=sha256_text(final_text),
             params=params.to_dict(),
@@ -239,17 +241,14 @@ class GatedGenerator:
         )
         return provenance.sign(self.signing_key) if self.signing_key is not None else provenance
 
-    def _model_name(self) -> str:
-        return Path(self.model.info.model_id).name if self.model.info.local else self.model.info.model_id
-
-    def _finish(self, r: _Request, params: GenerationParams, final_text: str | None = None) -> GateResult:
+    def finish(self, r: _Request, params: GenerationParams, final_text: str | None = None) -> GateResult:
         """Attribute an output that passed, build the audit record, emit it and return the result."""
         t0 = time.perf_counter()
         verdict = _merge(r.input, r.output)
         provenance = None
         if verdict is not Verdict.BLOCKED and r.output is not None:
             if final_text is None:
-                final_text = self.disclosure.apply(r.output.text, r.language, self._model_name())
+                final_text = self.disclosure.apply(r.output.text, r.language, self.model_name)
             provenance = self._provenance(r, final_text, params)
         else:
             final_text = None
@@ -262,18 +261,18 @@ class GatedGenerator:
         )
         r.durations["total"] = (time.perf_counter() - r.started) * 1000
         c = r.completion
-        info = self.model.info
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(r.tags)
         if c is not None:
             extra["prompt_hygiene"] = c.hygiene.to_dict()
         if self.watermark:
             extra["watermark"] = self.watermark.to_dict()
+        f = self.facts
         record = AuditRecord(
             request_id=r.request_id,
-            deployment=self.declaration.name,
-            model=info.model_id,
-            model_revision=info.commit or info.revision,
-            provider="transformers",
+            deployment=f.deployment,
+            model=f.model,
+            model_revision=f.model_revision,
+            provider=f.provider,
             params=params.to_audit(),
             input_tokens=c.input_tokens if c else None,
             output_tokens=c.output_tokens if c else None,
@@ -283,9 +282,9 @@ class GatedGenerator:
             scores=r.scores,
             language=r.language,
             provenance=provenance.to_dict() if provenance else None,
-            policy_id=self.policy.id,
-            policy_sha256=self.policy.sha256,
-            licence=info.licence or getattr(self.policy, "licence", None),
+            policy_id=f.policy_id,
+            policy_sha256=f.policy_sha256,
+            licence=f.licence,
             rail_version=__version__,
             durations_ms=r.durations,
             prompt=r.prompt,
@@ -309,39 +308,135 @@ class GatedGenerator:
             skipped=skipped,
         )
 
-    # -- public API ----------------------------------------------------------------------------------------
 
-    def generate(self, prompt: str | Sequence[str], **params: Any) -> GateResult | list[GateResult]:
-        """Run prompt(s) through the gate; one GateResult per prompt (a list when given a list).
+def _refusal_record(declaration: Any, policy: Any, model: Any, decision: Decision) -> AuditRecord:
+    """The audit record of a deployment refused before any weights loaded."""
+    name = model if isinstance(model, str) else model.info.model_id
+    return AuditRecord(
+        deployment=declaration.name,
+        operation="deployment_check",
+        model=name,
+        verdict=Verdict.BLOCKED.value,
+        violations=tuple(v.to_dict() for v in decision.violations),
+        policy_id=policy.id,
+        policy_sha256=policy.sha256,
+        licence=policy.licence,
+        extra={"declaration": {"source": str(declaration.source), "purpose": declaration.purpose}},
+    )
 
-        Keyword arguments override this gate's GenerationParams for this call (max_new_tokens, seed, stop …).
+
+class GatedGenerator:
+    """Generate text that has passed the deployment's policy, with attribution, scores and an audit record.
+
+    Construction checks the deployment declaration first and raises DeploymentRefused (naming the clause)
+    before any weights are loaded; the refusal is recorded in ``sink``. ``model`` is a loaded Generator or
+    a hub id / local directory; ``policy`` a Policy or a pack name / file; ``declaration`` a Declaration or
+    its YAML file. ``scorer`` defaults to detoxify configured from the environment and loads on first need.
+    ``signing_key`` (a key file or loaded key) signs provenance records; ``watermark`` adds a statistical
+    watermark; ``without`` names check kinds not to run (they are listed as skipped).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Generator | str,
+        declaration: Any,
+        policy: Any = DEFAULT_POLICY,
+        scorer: ToxicityScorer | ScorerSettings | None = None,
+        sink: AuditSink | None = None,
+        params: GenerationParams | None = None,
+        watermark: WatermarkSettings | None = None,
+        signing_key: Any = None,
+        disclosure: Disclosure | None = None,
+        model_options: Mapping[str, Any] | None = None,
+        without: Sequence[str] = (),
+    ) -> None:
+        from rail.policy import PolicyEngine, load_declaration, load_policy
+
+        self.policy = policy if hasattr(policy, "rules") else load_policy(policy)
+        self.declaration = (
+            declaration if hasattr(declaration, "disclosure") else load_declaration(declaration)
+        )
+        self.engine = PolicyEngine(self.policy)
+        try:
+            self.engine.require_deployment(self.declaration)
+        except DeploymentRefused:
+            if sink is not None:
+                decision = self.engine.check_deployment(self.declaration)
+                sink.emit(_refusal_record(self.declaration, self.policy, model, decision))
+            raise
+        self.screening = Screening(self.engine, scorer, without=without)
+        self.model: Generator = model if not isinstance(model, str) else load_model(
+            model, **dict(model_options or {})
+        )
+        self.params = params or GenerationParams()
+        info = self.model.info
+        facts = _Facts(
+            model=info.model_id,
+            model_revision=info.commit or info.revision,
+            licence=info.licence or self.policy.licence,
+            provider=info.provider,
+            policy_id=self.policy.id,
+            policy_sha256=self.policy.sha256,
+            deployment=self.declaration.name,
+        )
+        self._steps = _Steps(
+            screening=self.screening,
+            model=self.model,
+            facts=facts,
+            disclosure=disclosure or Disclosure.from_declaration(self.declaration),
+            sink=sink,
+            watermark=watermark,
+            signing_key=signing_key,
+        )
+
+    @property
+    def disclosure(self) -> Disclosure:
+        return self._steps.disclosure
+
+    @property
+    def sink(self) -> AuditSink | None:
+        return self._steps.sink
+
+    def _params(self, params: Mapping[str, Any]) -> GenerationParams:
+        run = self.params.replace(**params) if params else self.params
+        self._steps.check_params(run)
+        return run
+
+    def generate(self, prompt: str, *, tags: Mapping[str, Any] | None = None, **params: Any) -> GateResult:
+        """Run one prompt through the gate and return its GateResult.
+
+        Keyword arguments override this gate's GenerationParams for this call (max_new_tokens, seed, stop …);
+        ``tags`` (JSON-shaped) are kept in the audit record's ``extra`` (e.g. the API key id of a caller).
+        """
+        return self.generate_batch([prompt], tags=tags, **params)[0]
+
+    def generate_batch(
+        self, prompts: Sequence[str], *, tags: Mapping[str, Any] | None = None, **params: Any
+    ) -> list[GateResult]:
+        """Run prompts through the gate together; one GateResult per prompt, in order.
+
         Prompts blocked at input are not generated; the others are generated together in one batch.
         """
-        single = isinstance(prompt, str)
-        prompts = [prompt] if single else list(prompt)
-        run = self.params.replace(**params) if params else self.params
-        requests = [_Request(p) for p in prompts]
-        self._check_inputs(requests)
+        if isinstance(prompts, str):
+            raise TypeError("generate_batch takes a list of prompts; use generate() for one prompt")
+        run = self._params(params)
+        steps = self._steps
+        requests = [_Request(p, tags=dict(tags or {})) for p in prompts]
+        if not requests:
+            return []
+        steps.screen_inputs(requests)
         passing = [r for r in requests if r.input is not None and r.input.allowed]
         if passing:
-            t0 = time.perf_counter()
-            notes = self.model.prepare([r.input.text for r in passing])  # type: ignore[union-attr]
-            completions = self.model.generate(
-                [r.input.text for r in passing],
-                run,  # type: ignore[union-attr]
-                watermarking_config=self._watermarking_config,
-                notes=notes,
-            )
-            elapsed = (time.perf_counter() - t0) * 1000
-            for r, c in zip(passing, completions, strict=True):
-                r.completion, r.durations["generate"] = c, elapsed
-            self._check_outputs(passing)
-        results = [self._finish(r, run) for r in requests]
-        return results[0] if single else results
+            steps.generate(passing, run)
+            steps.screen_outputs(passing)
+        return [steps.finish(r, run) for r in requests]
 
-    def generate_stream(self, prompt: str, **params: Any) -> GateStream:
+    def generate_stream(
+        self, prompt: str, *, tags: Mapping[str, Any] | None = None, **params: Any
+    ) -> GateStream:
         """Generate for one prompt, yielding text as it passes the output checks (see the module doc)."""
-        return GateStream(self, prompt, self.params.replace(**params) if params else self.params)
+        return GateStream(self._steps, prompt, self._params(params), tags=tags)
 
 
 class GateStream:
@@ -349,48 +444,61 @@ class GateStream:
 
     The chunks joined equal ``result.final_text`` when the request was allowed (disclosure included).
     When an output check fails mid-stream, generation stops, the stream ends, and ``result`` is blocked:
-    the text already released had passed every check on the output up to that point.
+    the text already released had passed every check on the output up to that point. ``close()`` (or
+    leaving the loop early) stops generation; the request is then recorded as cut short.
     """
 
-    def __init__(self, gate: GatedGenerator, prompt: str, params: GenerationParams) -> None:
-        self._gate = gate
+    def __init__(
+        self, steps: _Steps, prompt: str, params: GenerationParams, *, tags: Mapping[str, Any] | None = None
+    ) -> None:
+        self._steps = steps
         self._prompt = prompt
         self._params = params
+        self._tags = dict(tags or {})
         self.result: GateResult | None = None
         self._prefixed = False
 
     def __iter__(self) -> Iterator[str]:
-        gate, params = self._gate, self._params
-        r = _Request(self._prompt)
-        gate._check_inputs([r])
+        steps, params = self._steps, self._params
+        r = _Request(self._prompt, tags=self._tags)
+        steps.screen_inputs([r])
         if r.input is None or not r.input.allowed:
-            self.result = gate._finish(r, params)
+            self.result = steps.finish(r, params)
             return
-        r.note = gate.model.prepare([r.input.text])[0]
-        stream = gate.model.stream(
-            r.input.text, params, watermarking_config=gate._watermarking_config, note=r.note
+        r.note = steps.model.prepare([r.input.text])[0]
+        stream = steps.model.stream(
+            r.input.text, params, watermarking_config=steps.watermarking_config, note=r.note
         )
         t0 = time.perf_counter()
         raw = ""  # everything the model produced so far
         released = ""  # checked (possibly redacted) text already yielded, without disclosure
         shown: list[str] = []
-        prefix = gate.disclosure.mode == "visible" and gate.disclosure.position == "prefix"
+        disclosure = steps.disclosure
+        prefix = disclosure.mode == "visible" and disclosure.position == "prefix"
         failed = False
-        for chunk in stream:
-            raw += chunk
-            if failed:
-                continue
-            end = max(raw.rfind(b) for b in _BOUNDARIES) + 1
-            if end <= len(released) or end == 0:
-                continue
-            piece = self._release(r, raw[:end], released, prefix and not released)
-            if piece is None:
-                failed = True
-                stream.cancel()
-                continue
-            released = released + piece[1]
-            shown.append(piece[0])
-            yield piece[0]
+        try:
+            for chunk in stream:
+                raw += chunk
+                if failed:
+                    continue
+                end = max(raw.rfind(b) for b in _BOUNDARIES) + 1
+                if end <= len(released) or end == 0:
+                    continue
+                piece = self._release(r, raw[:end], released, prefix and not released)
+                if piece is None:
+                    failed = True
+                    stream.cancel()
+                    continue
+                released = released + piece[1]
+                shown.append(piece[0])
+                yield piece[0]
+        except GeneratorExit:
+            # The consumer went away (a client disconnected): stop the model and record what happened.
+            stream.cancel()
+            r.durations["generate"] = (time.perf_counter() - t0) * 1000
+            r.tags = {**r.tags, "cancelled": True}
+            self.result = steps.finish(r, params, final_text="".join(shown))
+            raise
         r.durations["generate"] = (time.perf_counter() - t0) * 1000
         r.completion = stream.completion
         tail = (
@@ -399,35 +507,24 @@ class GateStream:
             else self._release(r, r.completion.text, released, prefix and not released)
         )
         if tail is None:
-            self.result = gate._finish(r, params)
+            self.result = steps.finish(r, params)
             return
         released += tail[1]
         ending = tail[0]
-        if gate.disclosure.mode == "visible" and (not released or gate.disclosure.position == "suffix"):
-            notice, _ = gate.disclosure.notice(r.language, gate._model_name())
-            ending += gate.disclosure.separator + notice if released else notice
+        if disclosure.mode == "visible" and (not released or disclosure.position == "suffix"):
+            notice = steps.notice(r.language)
+            ending += disclosure.separator + notice if released else notice
         if ending:
             shown.append(ending)
             yield ending
-        self.result = gate._finish(r, params, final_text="".join(shown))
+        self.result = steps.finish(r, params, final_text="".join(shown))
 
     def _release(self, r: _Request, text: str, released: str, with_prefix: bool) -> tuple[str, str] | None:
         """Check the output so far; return (text to yield, new checked text) or None when it must stop."""
-        gate = self._gate
-        t0 = time.perf_counter()
-        language = detect(text) or r.language
-        t1 = time.perf_counter()
-        scores, error = gate._score(Stage.OUTPUT, [text], [language])
-        t2 = time.perf_counter()
-        decision = gate.engine.check(
-            text, Stage.OUTPUT, scores=scores[0], scores_error=error, language=language
-        )
-        # Checks of a stream add up over its pieces; they overlap generation, which runs meanwhile.
-        for key, spent in (("output_checks", t1 - t0 + time.perf_counter() - t2), ("scoring", t2 - t1)):
-            r.durations[key] = r.durations.get(key, 0.0) + spent * 1000
-        if scores[0] is not None:
-            r.scores["output"] = scores[0]
-        r.output = decision
+        steps = self._steps
+        language_before = r.language
+        decision = steps.screen_output(r, text)
+        language = r.language
         if not decision.allowed:
             return None
         if not decision.text.startswith(released):
@@ -438,13 +535,14 @@ class GateStream:
                 reason="a redaction reached text already streamed; the stream was stopped",
             )
             violations = (*decision.violations, stopped)
-            r.output = Decision(Verdict.BLOCKED, decision.text, violations, decision.skipped)
+            r.output = Decision(
+                Verdict.BLOCKED, decision.text, violations, decision.skipped, decision.measurements
+            )
             return None
         new = decision.text[len(released) :]
-        if not (self._prefixed and released):
-            r.language = language  # the disclosure's language once a prefix notice is out
+        if self._prefixed and released:
+            r.language = language_before  # the disclosure's language is fixed once a prefix notice is out
         if with_prefix and new:
             self._prefixed = True
-            notice, _ = gate.disclosure.notice(language, gate._model_name())
-            return notice + gate.disclosure.separator + new, new
+            return steps.notice(language) + steps.disclosure.separator + new, new
         return new, new

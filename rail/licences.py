@@ -64,4 +64,4 @@ def get_licence(licence_id: str) -> Licence:
 
 def is_rail_licence(licence_id: str | None) -> bool:
     """Whether ``licence_id`` names a RAIL-family licence (use-restricted), known to rail or not."""
-    return bool(licence_id) and ("rail" in licence_id.lower())
+    return licence_id is not None and "rail" in licence_id.lower()

@@ -145,8 +145,8 @@ def build_tiny_detoxify(
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
-        num_labels=len(DETOXIFY_LABELS),
     )
+    config.num_labels = len(DETOXIFY_LABELS)
     config.save_pretrained(config_dir)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from rail import __version__
+from rail._version import __version__
 from rail.audit.privacy import PrivacyMode
 from rail.errors import AuditError
 

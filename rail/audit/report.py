@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from rail import __version__
+from rail._version import __version__
 from rail.audit.chain import Checkpoint
 from rail.audit.log import read_records
 from rail.audit.record import AuditRecord, utc_now

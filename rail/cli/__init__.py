@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from rail import __version__
+from rail._version import __version__
 from rail.errors import RailError
 
 

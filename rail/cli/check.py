@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from rail.cli.jsonl import read_objects
-from rail.errors import ConfigError, ScorerError
+from rail.cli.jsonl import read_objects, read_text_input
+from rail.errors import ConfigError
 from rail.policy import DEFAULT_POLICY, Decision, PolicyEngine, load_policy
 
 _STAGES = click.Choice(["input", "output"])
@@ -47,34 +47,18 @@ def _read_jsonl(path: str) -> list[tuple[Any, str, str | None]]:
     return items
 
 
-def _scores(
-    engine: PolicyEngine,
-    texts: Sequence[str],
-    stages: Sequence[str],
-    weights_free: bool,
-    scorer_settings: str | None,
-) -> tuple[list[dict[str, float] | None], str | None]:
-    """Score texts whose stage has toxicity rules; return per-text scores (or None) and any error."""
-    wanted = [i for i, stage in enumerate(stages) if engine.needs_scores(stage)]
-    if weights_free or not wanted:
-        return [None] * len(texts), None
-    from rail.scoring import ScorerSettings, ToxicityScorer
-
-    scorer = ToxicityScorer(ScorerSettings.from_env(scorer_settings))
-    try:
-        scored = scorer.score([texts[i] for i in wanted])
-    except ScorerError as exc:
-        return [None] * len(texts), str(exc)
-    out: list[dict[str, float] | None] = [None] * len(texts)
-    for i, s in zip(wanted, scored, strict=True):
-        out[i] = s
-    return out, None
+def cited(clauses: Sequence[str]) -> str:
+    """Name every clause a violation cites: ``clause (k)``, ``clauses (k), (i)`` or ``no clause``."""
+    if not clauses:
+        return "no clause"
+    word = "clause" if len(clauses) == 1 else "clauses"
+    return f"{word} " + ", ".join(f"({c})" for c in clauses)
 
 
 def _human(decision: Decision, text: str, stage: str, policy_id: str) -> str:
     lines = [f"{decision.verdict.value.upper()}  ({policy_id}, stage {stage})"]
     for v in decision.violations:
-        clause = f"clause ({v.restriction})" if v.restriction else "no clause"
+        clause = cited(v.clauses or ((v.restriction,) if v.restriction else ()))
         lines.append(f"  - {v.rule}  {clause}  {v.action.value}  {v.severity}: {v.reason}")
         if v.span:
             lines.append(f'      at {v.span[0]}-{v.span[1]}: "{_visible(text[v.span[0] : v.span[1]])}"')
@@ -121,6 +105,14 @@ def _result(decision: Decision, stage: str) -> dict[str, Any]:
     is_flag=True,
     help="Run only checks that need no model weights; the output names the checks skipped.",
 )
+@click.option(
+    "--without",
+    "without",
+    multiple=True,
+    metavar="KIND",
+    help="Skip every rule of this check kind (repeatable), e.g. --without toxicity; they are listed "
+    "under skipped.",
+)
 @click.option("--scorer-settings", metavar="FILE", help="Scorer settings YAML (see rail generate).")
 def check_command(
     text: str | None,
@@ -129,28 +121,38 @@ def check_command(
     as_json: bool,
     jsonl: str | None,
     weights_free: bool,
+    without: tuple[str, ...],
     scorer_settings: str | None,
 ) -> None:
     """Check TEXT (or '-' for stdin) against a policy; exit 0 if allowed, 1 if blocked, 2 on errors."""
+    from rail.scoring import ScorerSettings
+    from rail.screening import Screening
+
     if jsonl is not None and text is not None:
         raise click.UsageError("give either TEXT or --jsonl FILE, not both")
     if jsonl is None and text is None:
         raise click.UsageError("give the TEXT to check ('-' reads stdin), or --jsonl FILE")
     policy = load_policy(policy_ref)
-    engine = PolicyEngine(policy)
+    screening = Screening(
+        PolicyEngine(policy), ScorerSettings.from_env(scorer_settings), weights_free=weights_free,
+        without=without,
+    )
+    items: list[tuple[Any, str, str | None]]
     if jsonl is not None:
         items = _read_jsonl(jsonl)
     else:
-        body = sys.stdin.read() if text == "-" else text
+        body = read_text_input(sys.stdin.buffer) if text == "-" or text is None else text
         items = [(None, body, stage)]
     stages = [item_stage or stage for _, _, item_stage in items]
-    texts = [body for _, body, _ in items]
-    scores, error = _scores(engine, texts, stages, weights_free, scorer_settings)
+    decisions: list[Decision | None] = [None] * len(items)
+    for each_stage in dict.fromkeys(stages):
+        indexes = [i for i, s in enumerate(stages) if s == each_stage]
+        for i, screened in zip(indexes, screening.screen([items[i][1] for i in indexes], each_stage),
+                               strict=True):
+            decisions[i] = screened.decision
     blocked = False
-    for (item_id, body, _), item_stage, item_scores in zip(items, stages, scores, strict=True):
-        decision = engine.check(
-            body, item_stage, scores=item_scores, scores_error=error, weights_free=weights_free
-        )
+    for (item_id, body, _), item_stage, decision in zip(items, stages, decisions, strict=True):
+        assert decision is not None
         blocked = blocked or not decision.allowed
         if jsonl is not None:
             click.echo(json.dumps({"id": item_id, **_result(decision, item_stage)}, ensure_ascii=False))

@@ -9,12 +9,14 @@ so ``if rail detect …; then`` reads naturally.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
 import click
 
-from rail.cli.jsonl import read_objects
+from rail.cli.check import cited
+from rail.cli.jsonl import read_objects, read_text_input
 from rail.errors import ConfigError
 from rail.generation import DEFAULT_MODEL
 from rail.policy import DEFAULT_POLICY
@@ -155,7 +157,7 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     """Generate with BLOOM/BLOOMZ through the licence gate: checks, scores, attribution, audit."""
-    from rail.gate import GatedGenerator
+    from rail.gate import GatedGenerator, GateResult
     from rail.generation import GenerationParams
     from rail.scoring import ScorerSettings
 
@@ -164,7 +166,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     if kw["jsonl"]:
         items += _read_jsonl(kw["jsonl"])
     elif not items and not sys.stdin.isatty():
-        text = sys.stdin.read()
+        text = read_text_input(sys.stdin.buffer)
         if text.strip():
             items.append((1, text.rstrip("\n")))
     if not items:
@@ -203,6 +205,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         },
     )
 
+    results: list[GateResult | None]
     if kw["stream"]:
         stream = gate.generate_stream(items[0][1])
         for chunk in stream:
@@ -212,7 +215,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         if not kw["as_json"] and results[0] is not None and results[0].allowed:
             click.echo()
     else:
-        results = gate.generate([p for _, p in items])
+        results = list(gate.generate_batch([p for _, p in items]))
 
     blocked = False
     for (item_id, _), result in zip(items, results, strict=True):
@@ -230,8 +233,8 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
                 err=True,
             )
         if not result.allowed:
-            clauses = sorted({v.restriction for v in result.violations if v.restriction})
-            where = f" (clause {', '.join(clauses)})" if clauses else ""
+            clauses = sorted({c for v in result.violations if v.action.value == "block" for c in v.clauses})
+            where = f" ({cited(clauses)})" if clauses else ""
             click.echo(f"rail: blocked{where}: {result.reason}", err=True)
         elif not kw["stream"]:
             click.echo(result.final_text)
@@ -265,8 +268,10 @@ def detect_command(text: str, **kw: Any) -> None:
     from rail.generation import load_tokenizer
 
     settings = _watermark_settings(kw)
+    if not math.isfinite(kw["threshold"]):
+        raise click.BadParameter("must be a finite number", param_hint="--threshold")
     if text == "-":
-        text = sys.stdin.read()
+        text = read_text_input(sys.stdin.buffer)
     tokenizer, config = load_tokenizer(kw["model"], revision=kw["revision"])
     verdict = detect_watermark(text, tokenizer, config, settings, threshold=kw["threshold"])
     if kw["as_json"]:

@@ -1,31 +1,22 @@
-"""JSON-lines input for the batch commands: ``rail check --jsonl`` and ``rail generate --jsonl``."""
+"""Input for the commands that read user text: JSON lines (``rail check --jsonl``, ``rail generate --jsonl``)
+and a whole text from stdin or a file (``rail check -``, ``rail detect -``).
+
+Both refuse the same things the same way (exit 2): invalid UTF-8 or binary data, endless or oversized input,
+JSON nested too deeply, non-finite numbers and lone surrogates.
+"""
 
 from __future__ import annotations
 
-import json
-import re
 import sys
-from typing import Any
+from typing import IO, Any
 
 from rail.errors import ConfigError
+from rail.jsonio import iter_lines, loads, read_text
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
-
-def _has_lone_surrogate(obj: Any) -> bool:
-    """Whether a decoded JSON value holds a string with a lone surrogate (``"\\ud800"``), not valid UTF-8."""
-    stack = [obj]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if _SURROGATE.search(value):
-                return True
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return False
+def read_text_input(stream: IO[bytes], source: str = "<stdin>") -> str:
+    """Read one text (UTF-8, bounded in size) from ``stream``; ConfigError for binary or oversized input."""
+    return read_text(stream, source=source)
 
 
 def read_objects(path: str, example: str) -> list[tuple[int, dict[str, Any]]]:
@@ -36,30 +27,21 @@ def read_objects(path: str, example: str) -> list[tuple[int, dict[str, Any]]]:
     """
     source = "<stdin>" if path == "-" else path
     try:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
         raise ConfigError(f"cannot read JSONL file: {exc.strerror}", source=source) from None
     hint = f"write one object per line, e.g. {example}"
     objects = []
-    with stream:
-        try:
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"line {number} is not valid JSON: {exc.msg}", source=source,
-                                      line=number, hint=hint) from None
-                if not isinstance(obj, dict):
-                    raise ConfigError(f"line {number} is not a JSON object", source=source, line=number,
-                                      hint=hint)
-                if _has_lone_surrogate(obj):
-                    raise ConfigError(f"line {number} has a lone surrogate escape such as \\ud800, which is "
-                                      "not a Unicode character", source=source, line=number,
-                                      hint="escape characters outside the BMP as a surrogate pair, or write "
-                                      "them as UTF-8")
-                objects.append((number, obj))
-        except UnicodeDecodeError:
-            raise ConfigError("not UTF-8 text", source=source, hint="save the file as UTF-8") from None
+    try:
+        for number, line in iter_lines(stream, source=source):
+            if not line.strip():
+                continue
+            obj = loads(line, source=source, line=number, hint=hint)
+            if not isinstance(obj, dict):
+                raise ConfigError(f"line {number} is not a JSON object", source=source, line=number,
+                                  hint=hint)
+            objects.append((number, obj))
+    finally:
+        if path != "-":
+            stream.close()
     return objects

@@ -18,7 +18,14 @@ from typing import Any
 
 from rail.errors import ConfigError
 from rail.licences import get_licence
-from rail.policy.checks import Check, Where, build_check, kind_needs_scores, kind_yields_spans
+from rail.policy.checks import (
+    Check,
+    Where,
+    build_check,
+    kind_needs_scores,
+    kind_needs_weights,
+    kind_yields_spans,
+)
 from rail.policy.decision import Action, Stage
 from rail.resources import data_dir
 from rail.yamlio import YamlDocument, format_path, load_schema, load_yaml, load_yaml_text, validate
@@ -79,6 +86,11 @@ class Rule:
     def needs_scores(self) -> bool:
         """Whether the rule reads toxicity scores (and so needs model weights)."""
         return kind_needs_scores(self.kind)
+
+    @property
+    def needs_weights(self) -> bool:
+        """Whether the rule runs a model (toxicity scores, embeddings): a weights-free run skips it."""
+        return kind_needs_weights(self.kind)
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,13 @@ def _resolve(
             hint="remove one of the extends",
         )
     if len(stack) >= 16:
-        raise ConfigError("policies extend each other more than 16 levels deep", source=doc.source)
+        raise ConfigError(
+            "policies extend each other more than 16 levels deep",
+            source=doc.source,
+            line=doc.line_of(["extends"]) or 1,
+            path="extends",
+            hint=f"flatten the chain that starts at {stack[0]}",
+        )
     if not isinstance(doc.data, dict):
         raise ConfigError(
             "a policy must be a mapping of keys (id, version, licence, rules, …)",

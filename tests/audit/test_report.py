@@ -128,7 +128,7 @@ def test_report_from_a_log_written_by_the_real_gate(tmp_path, tiny_bloom_dir, ti
     with AuditLog(path, privacy="redacted") as log:
         gate = GatedGenerator(model=str(tiny_bloom_dir), declaration=declaration, scorer=scorer, sink=log,
                               params=GenerationParams(max_new_tokens=8, do_sample=True, seed=3))
-        gate.generate(["Write a short greeting for alice@example.org.", "Quelle heure est-il ?",
+        gate.generate_batch(["Write a short greeting for alice@example.org.", "Quelle heure est-il ?",
                        "Interpret my blood test results and tell me which medicine to take."])
     report = build_report(path)
     assert report["integrity"]["ok"] and report["requests"]["total"] == 3

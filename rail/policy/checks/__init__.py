@@ -2,11 +2,11 @@
 
 A check module defines ``KIND`` (the name used in policy files), ``NEEDS_SCORES`` (whether it reads toxicity
 scores), ``YIELDS_SPANS`` (whether its findings point at characters of the text, which ``action: redact``
-needs) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that kind in
-``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises
-:class:`~rail.errors.ConfigError`
-(through ``where.error``) for problems a schema cannot express, such as a regular expression that does not
-compile. Adding a kind is one module here plus one schema entry.
+needs), optionally ``NEEDS_WEIGHTS`` (whether it runs a model, so ``--weights-free`` skips it; defaults to
+``NEEDS_SCORES``) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that
+kind in ``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises
+:class:`~rail.errors.ConfigError` (through ``where.error``) for problems a schema cannot express, such as
+a regular expression that does not compile. Adding a kind is one module here plus one schema entry.
 """
 
 from __future__ import annotations
@@ -27,46 +27,79 @@ if TYPE_CHECKING:
     from rail.policy.declaration import Declaration
 
 __all__ = [
+    "BatchCheck",
     "Check",
     "CheckInput",
+    "CheckUnavailable",
     "Finding",
     "Where",
     "build_check",
     "check_kinds",
     "kind_needs_scores",
+    "kind_needs_weights",
     "kind_yields_spans",
 ]
 
 
 @dataclass(frozen=True)
 class Finding:
-    """What a check found: why it fired, where in the original text (if anywhere), and a redaction label."""
+    """What a check found: why it fired, where in the original text (if anywhere), and a redaction label.
+
+    ``clauses`` names the licence clauses this finding is about when the check itself decides them (a
+    semantic check covering every clause); None means the rule's own ``restrictions``. ``score`` and
+    ``evidence`` (a JSON-shaped mapping, e.g. the nearest exemplars) travel to the Violation and the audit
+    record.
+    """
 
     reason: str
     span: tuple[int, int] | None = None
     label: str | None = None
+    clauses: tuple[str, ...] | None = None
+    score: float | None = None
+    evidence: Mapping[str, Any] | None = None
 
 
 @dataclass
 class CheckInput:
-    """What a check looks at: the text (normalized lazily, once per request), scores and the declaration."""
+    """What a check looks at: the text (normalized lazily, once per request), scores and the declaration.
+
+    ``memo`` is shared by every rule that looks at this text, so work such as an embedding is done once per
+    text and stage; ``measurements`` collects numbers checks record for the audit trail whether or not they
+    fired (``semantic.a`` …), keyed ``<kind>.<name>``.
+    """
 
     text: str
     stage: str
     scores: Mapping[str, float] | None = None
     language: str | None = None
     declaration: Declaration | None = None
-    _extra: dict[str, Any] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    measurements: dict[str, float] = field(default_factory=dict)
 
     @cached_property
     def normalized(self) -> NormalizedText:
         return normalize(self.text)
 
 
+class CheckUnavailable(Exception):
+    """Raised by a check that cannot run (its model cannot load): the engine applies the fail-open rule.
+
+    The message says why and how to fix it; it becomes the reason of a blocking (or, under ``fail_open``,
+    warning) violation. It is not a :class:`~rail.errors.RailError`: it never leaves the engine.
+    """
+
+
 class Check(Protocol):
     """A configured check: ``find`` returns what fired in one input (an empty list when nothing did)."""
 
     def find(self, item: CheckInput) -> list[Finding]: ...
+
+
+class BatchCheck(Check, Protocol):
+    """A check that does shared work for a whole batch first (one embedding call for every text)."""
+
+    def prepare(self, items: list[CheckInput]) -> None:
+        """Do the batch's work before ``find`` is called on each item; raise CheckUnavailable if it cannot."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +133,12 @@ def check_kinds() -> tuple[str, ...]:
 def kind_needs_scores(kind: str) -> bool:
     """Whether checks of ``kind`` read toxicity scores (and so need a model)."""
     return bool(_modules()[kind].NEEDS_SCORES)
+
+
+def kind_needs_weights(kind: str) -> bool:
+    """Whether checks of ``kind`` run a model (so a weights-free run skips them)."""
+    module = _modules()[kind]
+    return bool(getattr(module, "NEEDS_WEIGHTS", module.NEEDS_SCORES))
 
 
 def kind_yields_spans(kind: str) -> bool:
