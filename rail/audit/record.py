@@ -69,8 +69,24 @@ _KEYS = {
 }
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
     """Turn mappings, tuples and enums into the JSON-shaped value stored in a record."""
+    # Exact-type checks first: records read back from a log are plain JSON already, and reports build
+    # every one of them, so the common case must not pay for the ABC checks below.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise AuditError(f"audit record holds a non-finite number ({value!r}); scores must be finite")
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [_plain(v) for v in value]
     if isinstance(value, Enum):
         return value.value
     if hasattr(value, "to_dict"):

@@ -121,3 +121,36 @@ def test_buffered_sink_fails_closed_while_the_log_cannot_write_and_recovers(smal
     sink.close()  # the queued record whose flush failed is written now: nothing accepted is dropped
     ids = [record.request_id for _, record in read_records(small_disk / "audit.db")]
     assert ids == [f"req-{i}" for i in range(1, emitted + 1)] and verify_log(small_disk / "audit.db").ok
+
+
+def test_the_gate_fails_closed_when_its_audit_sink_cannot_write(tiny_bloom_dir, declaration, tiny_detoxify):
+    from rail.gate import GatedGenerator
+    from rail.generation import GenerationParams
+    from rail.scoring import ScorerSettings
+
+    checkpoint, config_dir = tiny_detoxify
+    models = ("original", "unbiased", "multilingual")
+    scorer = ScorerSettings(checkpoints=dict.fromkeys(models, str(checkpoint)),
+                            configs=dict.fromkeys(models, str(config_dir)))
+    with JsonlSink("/dev/full", privacy="full") as sink:
+        gate = GatedGenerator(model=str(tiny_bloom_dir), declaration=declaration, scorer=scorer, sink=sink,
+                              params=GenerationParams(max_new_tokens=4, seed=1))
+        with pytest.raises(AuditWriteError, match="is full"):
+            gate.generate("Write a haiku about the sea.")  # no result without its record
+
+
+def test_rail_generate_prints_nothing_unaudited_on_a_full_disk(small_disk, tiny_bloom_dir, declaration,
+                                                                detoxify_env):
+    from click.testing import CliRunner
+
+    from rail.cli import main
+
+    log = small_disk / "audit.jsonl"
+    log.touch()
+    fill_disk(small_disk)
+    result = CliRunner().invoke(main, ["generate", "--model", str(tiny_bloom_dir), "--declaration",
+                                       str(declaration), "--max-new-tokens", "4", "--audit-log", str(log),
+                                       "Write a haiku about the sea."])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"rail: error: the disk holding audit file {log} is full")
+    assert log.read_bytes() == b""
