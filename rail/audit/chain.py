@@ -27,7 +27,7 @@ from rail.canonical import canonical_json
 from rail.errors import AuditError
 from rail.signing import CheckpointKey
 
-__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "Entry", "entry_hash", "genesis_hash", "link",
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "Entry", "EntryRow", "entry_hash", "genesis_hash", "link",
            "load_checkpoint", "parse_checkpoint", "sign_checkpoint", "write_atomic"]
 
 CHECKPOINT_FORMAT = "rail-audit-checkpoint/1"
@@ -44,6 +44,10 @@ def genesis_hash(log_id: str) -> bytes:
 def entry_hash(prev: bytes, seq: int, data: bytes) -> bytes:
     """Return the chain hash of record ``seq`` with canonical JSON ``data`` and predecessor hash ``prev``."""
     return hashlib.sha256(_ENTRY_TAG + prev + seq.to_bytes(8, "big") + data).digest()
+
+
+#: A stored link as the stores stream it: (seq, prev, hash, data) — an Entry or a plain tuple of that shape.
+EntryRow = tuple[int, bytes, bytes, bytes]
 
 
 class Entry(NamedTuple):

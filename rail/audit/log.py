@@ -45,16 +45,16 @@ def read_records(target: Target, *, on_error: Callable[[int, AuditError], None] 
 def stored_records(store: AuditStore, *, on_error: Callable[[int, AuditError], None] | None = None,
                    ) -> Iterator[tuple[int, AuditRecord]]:
     """Yield ``(seq, record)`` from an open store; see :func:`read_records`."""
-    for entry in store.iter_entries():
+    for seq, _, _, data in store.iter_entries():
         try:
-            record = AuditRecord.from_dict(json.loads(entry.data))
+            record = AuditRecord.from_dict(json.loads(data))
         except (ValueError, RecursionError, AuditError) as exc:
-            error = AuditError(f"{store.location}: record {entry.seq} is not a valid audit record: {exc}")
+            error = AuditError(f"{store.location}: record {seq} is not a valid audit record: {exc}")
             if on_error is None:
                 raise error from None
-            on_error(entry.seq, error)
+            on_error(seq, error)
             continue
-        yield entry.seq, record
+        yield seq, record
 
 
 def read_checkpoints(target: Target) -> list[Checkpoint]:

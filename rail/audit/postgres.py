@@ -13,7 +13,7 @@ A trigger on each table refuses UPDATE, DELETE and TRUNCATE for every role, so c
 role that owns the tables (and so may disable the trigger) — and verification still shows the change.
 
 Appends: one transaction takes a transaction-scoped advisory lock keyed by the records table, reads the head,
-inserts the batch (one statement per batch, pipelined) and the checkpoint that is due, and commits; the lock
+inserts the batch (one binary COPY) and the checkpoint that is due, and commits; the lock
 is released by the commit. Writers on every host therefore form one chain: no fork, no gap (and the primary
 key on ``seq`` would refuse a fork even from a writer that skipped the lock). A failed connection, a server
 restart, a full disk or a missing privilege raise :class:`rail.errors.AuditWriteError`; nothing of the
@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,7 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from rail.audit.chain import Checkpoint, Entry, genesis_hash, link
+from rail.audit.chain import Checkpoint, Entry, EntryRow, genesis_hash, link
 from rail.audit.record import utc_now
 from rail.audit.store import LOG_FORMAT, CheckpointDue, ImportSource, LogMeta, PreparedRecord, log_meta
 from rail.canonical import canonical_json
@@ -82,13 +82,14 @@ CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON rail_audit_checkpoints
 """
 _INSERT_RECORD = ("INSERT INTO rail_audit_records (seq, time, request_id, verdict, prev, hash, data) "
                   "VALUES (%s, %s, %s, %s, %s, %s, %s)")
-_COPY_RECORDS = "COPY rail_audit_records (seq, time, request_id, verdict, prev, hash, data) FROM STDIN"
+# Binary COPY: no hex encoding of the hashes and record bytes, about twice as fast as text COPY or INSERTs.
+_COPY_RECORDS = ("COPY rail_audit_records (seq, time, request_id, verdict, prev, hash, data) FROM STDIN "
+                 "(FORMAT BINARY)")
+_RECORD_TYPES = ["int8", "text", "text", "text", "bytea", "bytea", "bytea"]
 _INSERT_CHECKPOINT = "INSERT INTO rail_audit_checkpoints (size, data) VALUES (%s, %s)"
 _HEAD = "SELECT seq, hash FROM rail_audit_records ORDER BY seq DESC LIMIT 1"
 # Held while the tables are created, so two first opens at once do not both try.
 _CREATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rail.audit/create'))"
-# Rows fetched per round trip when streaming the chain.
-_FETCH = 10_000
 
 
 def public_url(url: str) -> str:
@@ -271,6 +272,7 @@ class PostgresStore:
                 cursor.execute(_INSERT_RECORD, rows[0])
             else:
                 with cursor.copy(_COPY_RECORDS) as copy:
+                    copy.set_types(_RECORD_TYPES)
                     for row in rows:
                         copy.write_row(row)
             last = entries[-1]
@@ -299,22 +301,21 @@ class PostgresStore:
             return 0, genesis_hash(self.meta.log_id)
         return int(row[0]), bytes(row[1])
 
-    def iter_entries(self, from_seq: int | None = None) -> Iterator[Entry]:
+    def iter_entries(self, from_seq: int | None = None) -> Generator[EntryRow, None, None]:
         """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored.
 
-        Streams through a server-side cursor, ``_FETCH`` rows per round trip, in binary.
+        Streams with ``COPY … TO STDOUT`` in binary: the server sends rows as fast as the client reads them,
+        with no round trip per batch. No other query may run on this store until the iteration ends (or the
+        generator is closed).
         """
-        where, params = ("", ()) if from_seq is None else ("WHERE seq >= %s", (from_seq,))
+        where = "" if from_seq is None else f"WHERE seq >= {int(from_seq)}"
         try:
             conn = self._connection()
-            with conn.transaction():
-                cursor = conn.cursor(name=f"rail_audit_walk_{uuid.uuid4().hex}", binary=True)
-                cursor.itersize = _FETCH
-                cursor.execute(f"SELECT seq, prev, hash, data FROM rail_audit_records {where} ORDER BY seq",
-                               params)
-                for seq, prev, digest, data in cursor:
-                    yield Entry(seq, prev, digest, data)
-                cursor.close()
+            with conn.transaction(), conn.cursor().copy(
+                    f"COPY (SELECT seq, prev, hash, data FROM rail_audit_records {where} ORDER BY seq) "
+                    "TO STDOUT (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "bytea", "bytea", "bytea"])
+                yield from copy.rows()
         except psycopg.Error as exc:
             raise self._error(exc, "read") from None
 
@@ -378,6 +379,7 @@ def import_postgres(url: str, source: ImportSource) -> None:
                                                                               *meta.items()])
             checkpoints = []
             with cursor.copy(_COPY_RECORDS) as copy:
+                copy.set_types(_RECORD_TYPES)
                 for item in items:
                     if isinstance(item, Checkpoint):
                         checkpoints.append((item.size, canonical_json(item.to_dict()).decode()))

@@ -22,11 +22,11 @@ import sqlite3
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from rail.audit.chain import Checkpoint, Entry, genesis_hash, link
+from rail.audit.chain import Checkpoint, Entry, EntryRow, genesis_hash, link
 from rail.audit.record import utc_now
 from rail.audit.store import LOG_FORMAT, CheckpointDue, ImportSource, LogMeta, PreparedRecord, log_meta
 from rail.canonical import canonical_json
@@ -324,17 +324,19 @@ class SQLiteStore:
             except sqlite3.DatabaseError as exc:
                 raise self._read_error(exc) from None
 
-    def iter_entries(self, from_seq: int | None = None) -> Iterator[Entry]:
+    def iter_entries(self, from_seq: int | None = None) -> Generator[EntryRow, None, None]:
         """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored."""
         where, params = ("", ()) if from_seq is None else ("WHERE seq >= ?", (from_seq,))
         try:
             cursor = self._connection().execute(
                 f"SELECT seq, prev, hash, data FROM records {where} ORDER BY seq", params)
-            for seq, prev, digest, data in cursor:
-                if not (type(data) is bytes and type(prev) is bytes and type(digest) is bytes):
+            for row in cursor:
+                seq, prev, digest, data = row
+                if type(data) is bytes and type(prev) is bytes and type(digest) is bytes:
+                    yield row
+                else:
                     # Someone stored a value of another type through SQL; its bytes still show the edit.
-                    prev, digest, data = column_bytes(prev), column_bytes(digest), column_bytes(data)
-                yield Entry(seq, prev, digest, data)
+                    yield seq, column_bytes(prev), column_bytes(digest), column_bytes(data)
         except sqlite3.DatabaseError as exc:
             raise self._read_error(exc) from None
 

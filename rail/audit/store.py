@@ -12,13 +12,13 @@ other and verifies there. :func:`open_store` chooses by the target's form.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
-from rail.audit.chain import Checkpoint, Entry
+from rail.audit.chain import Checkpoint, Entry, EntryRow
 from rail.errors import AuditError
 
 __all__ = ["LOG_FORMAT", "SCHEMA_VERSION", "AuditStore", "CheckpointDue", "ImportItem", "ImportSource",
@@ -105,11 +105,12 @@ class AuditStore(Protocol):
         """Return (highest sequence number, its hash) — (0, genesis hash) for an empty log."""
         ...
 
-    def iter_entries(self, from_seq: int | None = None) -> Iterator[Entry]:
+    def iter_entries(self, from_seq: int | None = None) -> Generator[EntryRow, None, None]:
         """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored.
 
-        Every stored row is yielded, whatever its number (a row added below record 1 included), so
-        verification sees what a forger left.
+        Each is a (seq, prev, hash, data) tuple — plain tuples rather than Entry objects, since verification
+        walks a million of them in seconds. Every stored row is yielded, whatever its number (a row added
+        below record 1 included), so verification sees what a forger left.
         """
         ...
 

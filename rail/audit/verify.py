@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rail.audit.chain import Checkpoint, entry_hash, genesis_hash, parse_checkpoint
+from rail.audit.chain import Checkpoint, Entry, entry_hash, genesis_hash, parse_checkpoint
 from rail.audit.store import AuditStore, Target, describe_target, open_store
 from rail.errors import AuditCorruptError, AuditError
 from rail.signing import CheckpointKey
@@ -207,8 +207,10 @@ def _verify(store: AuditStore, external: list[Checkpoint], key: CheckpointKey | 
     heads[0] = prev
     expected = 1
     walk: list[Problem] = []
+    mismatch: Entry | None = None
+    entries = store.iter_entries()
     try:
-        for seq, stored_prev, digest, data in store.iter_entries():
+        for seq, stored_prev, digest, data in entries:
             if seq < expected:
                 # Entries come in ascending order from 1, so a lower number can only be one added below 1.
                 walk.append(Problem("inserted", f"a record numbered {seq} was inserted before record 1 "
@@ -219,7 +221,7 @@ def _verify(store: AuditStore, external: list[Checkpoint], key: CheckpointKey | 
                                     f"resumes at record {seq}", expected))
                 break
             if entry_hash(stored_prev, seq, data) != digest:
-                walk.append(_diagnose_mismatch(store, seq, stored_prev, digest, data))
+                mismatch = Entry(seq, stored_prev, digest, data)  # diagnosed once the walk has ended
                 break
             if stored_prev != prev:
                 if seq == 1:
@@ -237,6 +239,10 @@ def _verify(store: AuditStore, external: list[Checkpoint], key: CheckpointKey | 
     except AuditCorruptError as exc:
         walk.append(Problem("corrupt", f"record {expected} and those after it cannot be read: {exc}",
                             expected))
+    finally:
+        entries.close()  # a store may stream over its one connection: end that before other reads
+    if mismatch is not None:
+        walk.append(_diagnose_mismatch(store, *mismatch))
     verified = expected - 1
     try:
         size = store.head()[0]
