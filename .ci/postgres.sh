@@ -6,8 +6,9 @@
 #   .ci/postgres.sh restart           # fast restart (the tests use it to kill every connection mid-run)
 #   .ci/postgres.sh stop              # stop the cluster and remove its directory
 #
-# Roles: rail_owner owns the database (it creates rail's tables on first use); rail_appender may connect
-# and is given INSERT and SELECT on rail's tables by the tests, as the README describes. The cluster
+# Roles: rail_owner owns the database (it creates rail's tables on first use); rail_appender and
+# rail_auditor may connect, and the tests grant them INSERT and SELECT, or SELECT only, on rail's tables, as
+# the README describes. The cluster
 # listens on 127.0.0.1 only and trusts local connections: it exists for the length of one test run.
 # Run as root, the cluster belongs to an unprivileged system user (created when missing), since PostgreSQL
 # refuses to run as root.
@@ -63,11 +64,13 @@ start() {
   as_owner "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 <<SQL >/dev/null
 CREATE ROLE rail_owner LOGIN;
 CREATE ROLE rail_appender LOGIN;
+CREATE ROLE rail_auditor LOGIN;
 CREATE DATABASE $database OWNER rail_owner;
 SQL
   cat >"$state/env" <<ENV
 export RAIL_TEST_POSTGRES_URL=postgresql://rail_owner@127.0.0.1:$port/$database
 export RAIL_TEST_POSTGRES_APPENDER_URL=postgresql://rail_appender@127.0.0.1:$port/$database
+export RAIL_TEST_POSTGRES_AUDITOR_URL=postgresql://rail_auditor@127.0.0.1:$port/$database
 export RAIL_TEST_POSTGRES_DIR=$state
 ENV
   chmod 644 "$state/env"

@@ -148,10 +148,11 @@ def kill_writer_inside_a_transaction(target: str, key: Path) -> None:
     assert writer.returncode == -signal.SIGKILL
 
 
-#: The grants README.md documents for the role that appends (rail_owner runs them once, after first use).
-APPENDER_GRANTS = """
-GRANT USAGE ON SCHEMA {schema} TO rail_appender;
+#: The grants README.md documents for the appending and the auditing role (rail_owner runs them once).
+ROLE_GRANTS = """
+GRANT USAGE ON SCHEMA {schema} TO rail_appender, rail_auditor;
 GRANT SELECT, INSERT ON rail_audit_meta, rail_audit_records, rail_audit_checkpoints TO rail_appender;
+GRANT SELECT ON rail_audit_meta, rail_audit_records, rail_audit_checkpoints TO rail_auditor;
 """
 
 
@@ -167,6 +168,7 @@ class PostgresLog:
     schema: str
     owner_url: str
     appender_url: str
+    auditor_url: str
 
     def sql(self, *statements: str, params: tuple = ()) -> list[tuple]:
         """Run statements as the owner (the privileged role) in one transaction; return the last rows."""
@@ -185,31 +187,34 @@ class PostgresLog:
         self.sql(*(f"ALTER TABLE {t} DISABLE TRIGGER USER" for t in tables), *statements,
                  *(f"ALTER TABLE {t} ENABLE TRIGGER USER" for t in tables), params=params)
 
-    def grant_appender(self) -> None:
-        self.sql(APPENDER_GRANTS.format(schema=self.schema))
+    def grant_roles(self) -> None:
+        self.sql(ROLE_GRANTS.format(schema=self.schema))
+
+
+_POSTGRES_ENV = ("RAIL_TEST_POSTGRES_URL", "RAIL_TEST_POSTGRES_APPENDER_URL",
+                 "RAIL_TEST_POSTGRES_AUDITOR_URL")
 
 
 @pytest.fixture(scope="session")
-def postgres_urls() -> tuple[str, str]:
-    """(owner URL, appender URL) of the throwaway cluster that `.ci/postgres.sh start` prints."""
-    owner = os.environ.get("RAIL_TEST_POSTGRES_URL")
-    appender = os.environ.get("RAIL_TEST_POSTGRES_APPENDER_URL")
-    if not owner or not appender:
-        unavailable('RAIL_TEST_POSTGRES_URL and RAIL_TEST_POSTGRES_APPENDER_URL are not set: start a '
-                    'throwaway cluster with `eval "$(.ci/postgres.sh start)"` to run the PostgreSQL tests')
-    assert owner and appender
-    return owner, appender
+def postgres_urls() -> tuple[str, str, str]:
+    """(owner, appender, auditor) URLs of the throwaway cluster that `.ci/postgres.sh start` prints."""
+    urls = tuple(os.environ.get(name) or "" for name in _POSTGRES_ENV)
+    if not all(urls):
+        unavailable(f"{', '.join(_POSTGRES_ENV)} are not set: start a throwaway cluster with "
+                    '`eval "$(.ci/postgres.sh start)"` to run the PostgreSQL tests')
+    return urls[0], urls[1], urls[2]
 
 
 @pytest.fixture
-def postgres_log(postgres_urls: tuple[str, str]) -> Iterator[PostgresLog]:
+def postgres_log(postgres_urls: tuple[str, str, str]) -> Iterator[PostgresLog]:
     import psycopg
 
-    owner, appender = postgres_urls
+    owner, appender, auditor = postgres_urls
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(owner, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO rail_appender")
-    yield PostgresLog(schema, with_schema(owner, schema), with_schema(appender, schema))
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO rail_appender, rail_auditor")
+    yield PostgresLog(schema, with_schema(owner, schema), with_schema(appender, schema),
+                      with_schema(auditor, schema))
     with psycopg.connect(owner, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -46,7 +46,7 @@ def signed(postgres_log: PostgresLog, tmp_path: Path, ed25519_key) -> PostgresLo
     checkpoint file (``tmp_path / "head.checkpoint"``)."""
     with AuditLog(postgres_log.owner_url, privacy="full"):
         pass  # the owner's first use creates the tables
-    postgres_log.grant_appender()
+    postgres_log.grant_roles()
     with AuditLog(postgres_log.appender_url, privacy="full", signing_key=ed25519_key[0],
                   checkpoint_every=10) as log:
         for i in range(1, RECORDS + 1):
@@ -92,6 +92,18 @@ def test_the_appending_role_cannot_change_history(signed, statement):
             pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
         conn.execute(statement)
     assert verify_log(signed.appender_url).ok
+
+
+def test_an_auditing_role_that_may_only_select_verifies_reports_and_exports(signed, tmp_path, ed25519_key):
+    result = _verify(signed, tmp_path, ed25519_key, url=signed.auditor_url)
+    assert result.ok and result.size == RECORDS
+    runner = CliRunner()
+    report = runner.invoke(main, ["audit", "report", signed.auditor_url, "--format", "json"])
+    assert report.exit_code == 0 and json.loads(report.output)["requests"]["total"] == RECORDS
+    assert export_jsonl(signed.auditor_url, tmp_path / "a.jsonl") == RECORDS
+    with pytest.raises(AuditWriteError, match="may not write the audit tables"):
+        AuditLog(signed.auditor_url, privacy="full").emit(build_record(1))
+    assert verify_log(signed.appender_url).size == RECORDS
 
 
 def test_the_appending_role_cannot_create_the_tables(postgres_log):
