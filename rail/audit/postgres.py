@@ -94,7 +94,10 @@ _CREATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rail.audit/create'))"
 
 def public_url(url: str) -> str:
     """Return ``url`` without its password (in the authority or as a ``password=`` parameter)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{url.split('://', 1)[0]}://(a URL that cannot be parsed)"
     netloc = parts.netloc
     if "@" in netloc:
         credentials, host = netloc.rsplit("@", 1)
@@ -135,19 +138,27 @@ class PostgresStore:
         self._conn: _Conn | None = None
         self._pid = -1
         self._append_lock_key = 0
+        try:
+            conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise AuditError(f"{self.location} is not a PostgreSQL URL libpq can read ({_cause(exc)}); "
+                             "write it as postgresql://USER@HOST[:PORT]/DATABASE") from None
         conn = self._connection()
+        action = "open"
         try:
             exists = conn.execute("SELECT to_regclass('rail_audit_meta') IS NOT NULL").fetchone()
             if not (exists and exists[0]):
                 if not writable:
                     raise AuditError(f"{self.location} is not a rail audit log: the database has no "
                                      "rail_audit_* tables in the schema this connection uses")
+                action = "create"
                 self._create(conn)
+                action = "open"
             self.meta = self._read_meta(conn)
             key = conn.execute("SELECT 'rail_audit_records'::regclass::oid::bigint").fetchone()
         except psycopg.Error as exc:
             self._drop()
-            raise self._error(exc, "open") from None
+            raise self._error(exc, action) from None
         assert key is not None
         self._append_lock_key = int(key[0])
 
@@ -190,11 +201,14 @@ class PostgresStore:
         if isinstance(exc, (pg_errors.DataCorrupted, pg_errors.IndexCorrupted)):
             return AuditCorruptError(f"the audit database {self.location} reports damaged data: {cause}")
         if action != "write":
-            if isinstance(exc, pg_errors.InsufficientPrivilege) and action == "open":
+            if isinstance(exc, pg_errors.InsufficientPrivilege) and action == "create":
                 return AuditError(f"{self.location}: {cause} — the rail_audit_* tables are created by the "
                                   "role that owns the schema: open the log once with that role's URL, then "
                                   "grant the appending role INSERT and SELECT (see the README)")
-            return AuditError(f"cannot {'open' if action == 'open' else 'read'} the audit log at "
+            if isinstance(exc, pg_errors.InsufficientPrivilege):
+                return AuditError(f"{self.location}: {cause} — this role needs SELECT on the rail_audit_* "
+                                  "tables (and INSERT to append): have their owner grant it (see the README)")
+            return AuditError(f"cannot {'read' if action == 'read' else 'open'} the audit log at "
                               f"{self.location}: {cause}")
         if isinstance(exc, pg_errors.DiskFull):
             why = "the database server's disk is full"

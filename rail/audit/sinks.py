@@ -43,8 +43,9 @@ class JsonlSink:
 
     Each line is written with a single ``write`` on a file opened in append mode, so lines from several
     processes do not interleave. ``fsync=True`` makes every record durable before ``emit`` returns. When the
-    disk fills up mid-line the partial line is cut off again, so the file keeps only whole records. For a
-    tamper-evident log use :class:`rail.audit.AuditLog`.
+    disk fills up mid-line the partial line is cut off again, so the file keeps only whole records (with
+    several processes appending, a line another one wrote in that same instant would be cut with it: use
+    :class:`rail.audit.AuditLog` for several writers). For a tamper-evident log use AuditLog too.
     """
 
     def __init__(self, path: str | Path, privacy: PrivacyMode | str = PrivacyMode.REDACTED, *,

@@ -43,7 +43,11 @@ def _verify_key(public_key: Path | None, hmac_key: Path | None) -> CheckpointKey
 
 @click.group("audit")
 def audit() -> None:
-    """Verify, export and report on rail's tamper-evident audit logs."""
+    """Verify, export and report on rail's tamper-evident audit logs.
+
+    Every LOG is a SQLite file path or a postgresql:// URL (for example
+    postgresql://rail_auditor@db.internal/rail).
+    """
 
 
 @audit.command("keygen")

@@ -360,6 +360,22 @@ def test_an_unreachable_database_is_an_audit_write_error(tmp_path):
     assert result.exit_code == 2 and result.output.startswith("rail: error: cannot connect")
 
 
+@pytest.mark.parametrize("url, message", [
+    ("postgresql://x@[bad", "is not a PostgreSQL URL libpq can read"),
+    ("postgresql://x@127.0.0.1:9/db?colour=blue", "is not a PostgreSQL URL libpq can read"),
+    ("postgresql://x@127.0.0.1:9/db?sslmode=sometimes", 'invalid sslmode value: "sometimes"'),
+])
+def test_a_url_libpq_cannot_read_is_a_usage_error(url, message):
+    result = CliRunner().invoke(main, ["audit", "verify", url])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_role_without_grants_is_told_which_grant_it_lacks(postgres_log):
+    AuditLog(postgres_log.owner_url).close()
+    with pytest.raises(AuditError, match="this role needs SELECT on the rail_audit_"):
+        verify_log(postgres_log.appender_url)
+
+
 def test_a_password_in_the_url_never_reaches_output(signed):
     url = signed.appender_url.replace("rail_appender@", "rail_appender:s3cret@")
     result = CliRunner().invoke(main, ["audit", "verify", url])
