@@ -168,6 +168,10 @@ class PostgresStore:
         try:
             conn = psycopg.connect(_conninfo(self.url, "rail-audit"), autocommit=True)
             conn.execute(f"SET lock_timeout = {int(self._busy_timeout_s * 1000)}")
+            # A walk over a large log looks costly enough to the planner to JIT-compile; it only streams rows.
+            conn.execute("SET jit = off")
+            # A table scan must start at the first page, not join another scan midway, to keep append order.
+            conn.execute("SET synchronize_seqscans = off")
             if self._synchronous == "normal":
                 conn.execute("SET synchronous_commit = off")
         except psycopg.Error as exc:
@@ -315,19 +319,25 @@ class PostgresStore:
             return 0, genesis_hash(self.meta.log_id)
         return int(row[0]), bytes(row[1])
 
-    def iter_entries(self, from_seq: int | None = None) -> Generator[EntryRow, None, None]:
+    def iter_entries(self, from_seq: int | None = None, *,
+                     ordered: bool = True) -> Generator[EntryRow, None, None]:
         """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored.
 
         Streams with ``COPY … TO STDOUT`` in binary: the server sends rows as fast as the client reads them,
-        with no round trip per batch. No other query may run on this store until the iteration ends (or the
-        generator is closed).
+        with no round trip per batch. ``ordered=False`` streams the table as it lies on disk, without the
+        index: appends are serialized, so that is sequence order until a row is updated (its new version lies
+        elsewhere), and about a quarter faster. No other query may run on this store until the iteration
+        ends (or the generator is closed).
         """
         where = "" if from_seq is None else f"WHERE seq >= {int(from_seq)}"
+        if ordered:
+            query = f"SELECT seq, prev, hash, data FROM rail_audit_records {where} ORDER BY seq"
+        else:
+            query = f"SELECT seq, prev, hash, data FROM rail_audit_records {where}"
         try:
             conn = self._connection()
             with conn.transaction(), conn.cursor().copy(
-                    f"COPY (SELECT seq, prev, hash, data FROM rail_audit_records {where} ORDER BY seq) "
-                    "TO STDOUT (FORMAT BINARY)") as copy:
+                    f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "bytea", "bytea", "bytea"])
                 yield from copy.rows()
         except psycopg.Error as exc:

@@ -324,8 +324,12 @@ class SQLiteStore:
             except sqlite3.DatabaseError as exc:
                 raise self._read_error(exc) from None
 
-    def iter_entries(self, from_seq: int | None = None) -> Generator[EntryRow, None, None]:
-        """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored."""
+    def iter_entries(self, from_seq: int | None = None, *,
+                     ordered: bool = True) -> Generator[EntryRow, None, None]:
+        """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored.
+
+        ``seq`` is the table's rowid: the rows always lie in sequence order, and ``ordered`` changes nothing.
+        """
         where, params = ("", ()) if from_seq is None else ("WHERE seq >= ?", (from_seq,))
         try:
             cursor = self._connection().execute(

@@ -105,12 +105,15 @@ class AuditStore(Protocol):
         """Return (highest sequence number, its hash) — (0, genesis hash) for an empty log."""
         ...
 
-    def iter_entries(self, from_seq: int | None = None) -> Generator[EntryRow, None, None]:
+    def iter_entries(self, from_seq: int | None = None, *,
+                     ordered: bool = True) -> Generator[EntryRow, None, None]:
         """Yield the stored entries (all, or those with ``seq >= from_seq``) in order, exactly as stored.
 
         Each is a (seq, prev, hash, data) tuple — plain tuples rather than Entry objects, since verification
         walks a million of them in seconds. Every stored row is yielded, whatever its number (a row added
-        below record 1 included), so verification sees what a forger left.
+        below record 1 included), so verification sees what a forger left. ``ordered=False`` lets a store
+        yield rows in the order they lie, which is sequence order only while nothing was moved: the caller
+        must treat any deviation as a reason to walk again ordered.
         """
         ...
 

@@ -193,26 +193,20 @@ def _signature_problem(failed: list[tuple[str, Checkpoint]], total: int, key: Ch
     return Problem("bad-signature", "; ".join(parts))
 
 
-def _verify(store: AuditStore, external: list[Checkpoint], key: CheckpointKey | None) -> VerifyResult:
-    log_id = store.meta.log_id
-    problems: list[Problem] = []
-    stored = _stored_checkpoints(store, problems)
-    # Smallest first, so the first mismatch reported is the one closest to where the history was changed.
-    labelled = [("checkpoint file", cp) for cp in external] + [("stored checkpoint", cp) for cp in stored]
-    checkpoints = sorted(labelled, key=lambda item: item[1].size)
-    wanted = {cp.size for _, cp in checkpoints}
-    heads: dict[int, bytes] = {}
-
+def _walk(store: AuditStore, log_id: str, wanted: set[int], *, ordered: bool,
+          ) -> tuple[list[Problem], Entry | None, int, bytes, dict[int, bytes]]:
+    """Walk the chain until its first problem; return (problems, entry whose hash fails, next expected seq,
+    last verified hash, hashes at the ``wanted`` sizes)."""
     prev = genesis_hash(log_id)
-    heads[0] = prev
+    heads = {0: prev}
     expected = 1
     walk: list[Problem] = []
     mismatch: Entry | None = None
-    entries = store.iter_entries()
+    entries = store.iter_entries(ordered=ordered)
     try:
         for seq, stored_prev, digest, data in entries:
             if seq < expected:
-                # Entries come in ascending order from 1, so a lower number can only be one added below 1.
+                # In sequence order from 1, a lower number can only be a row added below record 1.
                 walk.append(Problem("inserted", f"a record numbered {seq} was inserted before record 1 "
                                     "(rail numbers records from 1)", seq))
                 break
@@ -241,6 +235,23 @@ def _verify(store: AuditStore, external: list[Checkpoint], key: CheckpointKey | 
                             expected))
     finally:
         entries.close()  # a store may stream over its one connection: end that before other reads
+    return walk, mismatch, expected, prev, heads
+
+
+def _verify(store: AuditStore, external: list[Checkpoint], key: CheckpointKey | None) -> VerifyResult:
+    log_id = store.meta.log_id
+    problems: list[Problem] = []
+    stored = _stored_checkpoints(store, problems)
+    # Smallest first, so the first mismatch reported is the one closest to where the history was changed.
+    labelled = [("checkpoint file", cp) for cp in external] + [("stored checkpoint", cp) for cp in stored]
+    checkpoints = sorted(labelled, key=lambda item: item[1].size)
+    wanted = {cp.size for _, cp in checkpoints}
+
+    # Rows as stored first: in an untouched log that is sequence order, and the store can skip sorting. Any
+    # deviation is walked again in sequence order, so what is reported never depends on where rows lie.
+    walk, mismatch, expected, prev, heads = _walk(store, log_id, wanted, ordered=False)
+    if walk or mismatch is not None:
+        walk, mismatch, expected, prev, heads = _walk(store, log_id, wanted, ordered=True)
     if mismatch is not None:
         walk.append(_diagnose_mismatch(store, *mismatch))
     verified = expected - 1
