@@ -193,7 +193,7 @@ def test_watermark_and_signature_go_into_provenance(
     generator: TextGenerator, declaration: Path, scorer: ScorerSettings, tmp_path: Path
 ) -> None:
     from rail.attribution import WatermarkSettings
-    from rail.audit.keys import generate_key
+    from rail.signing import generate_key
 
     private, public = generate_key(tmp_path / "key")
     gate = GatedGenerator(
