@@ -39,7 +39,7 @@ PathKey = tuple[str | int, ...]
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _RailLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _RailLoader(_BaseLoader):
     """SafeLoader with YAML 1.2 booleans and no timestamp conversion."""
 
 
@@ -201,7 +201,8 @@ def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], sourc
                                   line=key_node.start_mark.line + 1, path=format_path(path),
                                   hint="remove one of them")
             seen[key] = key_node.start_mark.line + 1
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            key_path = (*path, key)
+            lines[key_path] = key_node.start_mark.line + 1
             size += 1 + _check_node(value_node, (*path, key), lines, source, depth + 1, aliases, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):

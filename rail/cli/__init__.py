@@ -17,7 +17,7 @@ from rail.errors import RailError
 class _RailGroup(click.Group):
     """Turns every RailError into a one-paragraph message and exit code 2, never a traceback."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except RailError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -137,7 +138,7 @@ def merge_eval_command(card: Path, results: Path, output: Path) -> None:
     _write(output, dump_card(merged.data), write_atomically)
 
 
-def _write(output: Path, text: str, write_atomically) -> None:  # type: ignore[no-untyped-def]
+def _write(output: Path, text: str, write_atomically: Callable[[Path, str], object]) -> None:
     if str(output) == "-":
         click.echo(text, nl=False)
         return
