@@ -35,9 +35,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from rail.cli import audit, card, check, generate
+    from rail.cli import audit, card, check, generate, serve
 
-    for module in (check, generate, audit, card):
+    for module in (check, generate, serve, audit, card):
         for command in module.COMMANDS:
             main.add_command(command)
 
