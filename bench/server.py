@@ -12,7 +12,8 @@ Targets, each its own process on 127.0.0.1:
   also ``engine`` (called directly) and ``gated engine`` (rail serve --backend openai in front of it).
 
 For 1, 8 and 32 concurrent clients, each target gets at most ``--requests`` requests and ``--seconds``
-seconds (targets take turns within each concurrency), after one warm-up request each. Prints requests
+seconds, in ``--rounds`` turns (targets alternate, so a change in the machine's load hits them alike),
+after one warm-up request each. Prints requests
 per second, latency p50/p99 and each gated target's rate over its backend alone (bare, or engine).
 Then checks that the audit log holds exactly one record per answered request, kills the gated server
 with SIGKILL under load, verifies the log with ``rail audit verify``, restarts the server on it and
@@ -33,6 +34,7 @@ import argparse
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,6 +144,12 @@ class Cell:
     seconds: float
     latencies: list[float]
 
+    def add(self, other: Cell) -> None:
+        self.ok += other.ok
+        self.errors += other.errors
+        self.seconds += other.seconds
+        self.latencies += other.latencies
+
     @property
     def rps(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
@@ -238,6 +246,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=15.0, help="at most this long per target and level")
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="turns each target takes per level")
     parser.add_argument("--upstream", help="an OpenAI-compatible engine to compare with rail in front of it")
     parser.add_argument("--upstream-context", type=int, default=32)
     parser.add_argument("--bare", metavar="MODEL", help=argparse.SUPPRESS)  # run the bare target
@@ -325,17 +334,22 @@ def main() -> None:
             load(target.url, _model_name(target), 1, 1, 60, args.max_tokens, answered=answered[target.name])
         for concurrency in args.concurrency:
             alone: dict[str, float] = {}
+            cells = {t.name: Cell(0, 0, 0.0, []) for t in targets}
+            # Targets take turns in rounds, so a change in the machine's load hits them all alike.
+            for _ in range(args.rounds):
+                for target in targets:
+                    part = load(
+                        target.url,
+                        _model_name(target),
+                        concurrency,
+                        args.requests // args.rounds,
+                        args.seconds / args.rounds,
+                        args.max_tokens,
+                        answered=answered[target.name],
+                    )
+                    cells[target.name].add(part)
             for target in targets:
-                name = _model_name(target)
-                cell = load(
-                    target.url,
-                    name,
-                    concurrency,
-                    args.requests,
-                    args.seconds,
-                    args.max_tokens,
-                    answered=answered[target.name],
-                )
+                cell = cells[target.name]
                 base = _BASELINE.get(target.name)
                 if base is None:
                     alone[target.name] = cell.rps
@@ -348,6 +362,12 @@ def main() -> None:
         gated = next(t for t in targets if t.name == "gated")
         records = _records(gated_log)
         ids = {r.request_id for r in records}
+        stages = ("input_checks", "scoring", "generate", "output_checks", "attribution", "total")
+        medians = {s: statistics.median(r.durations_ms.get(s, 0.0) for r in records) for s in stages}
+        print(
+            "gated request, median ms per step (the gate's own durations): "
+            + ", ".join(f"{s} {v:.1f}" for s, v in medians.items())
+        )
         print(
             f"audit: {len(records)} records for {len(answered['gated'])} answered gated requests; "
             f"every answered request recorded: {all(i in ids for i in answered['gated'])}"
@@ -362,7 +382,9 @@ def main() -> None:
         )
         before = len(answered["gated"])
         under_load.start()
-        time.sleep(2.0)
+        deadline = time.monotonic() + 30
+        while len(answered["gated"]) < before + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # kill while requests are in flight, after some have been answered
         assert gated.proc is not None
         gated.proc.send_signal(signal.SIGKILL)
         gated.proc.wait()

@@ -180,7 +180,7 @@ def serve_command(**kw: Any) -> None:
     import uvicorn
 
     from rail.scoring import ScorerSettings, ToxicityScorer
-    from rail.server.app import create_app
+    from rail.server.app import DrainingServer, create_app
     from rail.server.auth import KeyLimits, keys_from_cli, load_keys_file
     from rail.server.chat import ChatTemplate
     from rail.server.limits import ServerLimits
@@ -256,7 +256,7 @@ def serve_command(**kw: Any) -> None:
         timeout_graceful_shutdown=int(limits.request_timeout_s) + 5,
         access_log=kw["log_level"] in ("info", "debug"),
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, service)
     logging.getLogger("rail.server").setLevel(kw["log_level"].upper())
     click.echo(
         f"rail serve: {name} ({model.info.provider}) for {len(specs)} key(s) on "

@@ -22,8 +22,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -70,7 +72,7 @@ from rail.server.service import (
     input_blocked,
 )
 
-__all__ = ["create_app"]
+__all__ = ["DrainingServer", "create_app"]
 
 log = logging.getLogger("rail.server")
 
@@ -555,3 +557,19 @@ def create_app(service: Service) -> Starlette:
     )
     app.state.service = service
     return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, marking the service as draining the moment a stop signal arrives.
+
+    uvicorn then stops accepting connections and waits for the requests in flight; meanwhile ``/ready``
+    answers 503 and a new request on a connection still open gets 503 ``shutting_down``.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.service.draining = True
+        super().handle_exit(sig, frame)

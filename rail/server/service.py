@@ -165,13 +165,19 @@ class Service:
         )
         self._model_thread: ThreadPoolExecutor | None = None
         self.dispatcher: Dispatcher
-        if model.info.provider == "transformers" and batch_window_s >= 0 and max_batch > 1:
+        if model.info.provider == "transformers":
+            # One thread drives a local model (torch spreads each call over the cores itself); batching
+            # puts the requests that wait for it into shared calls.
             self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rail-model")
-            self.dispatcher = Batcher(
-                self._model_thread,
-                window_s=batch_window_s,
-                max_prompts=max_batch,
-                on_batch=metrics.batch_size.observe,
+            self.dispatcher = (
+                Batcher(
+                    self._model_thread,
+                    window_s=batch_window_s,
+                    max_prompts=max_batch,
+                    on_batch=metrics.batch_size.observe,
+                )
+                if max_batch > 1
+                else Direct(self._model_thread)
             )
         else:
             self.dispatcher = Direct(self.pool)

@@ -315,13 +315,13 @@ def test_kill_9_under_load_leaves_a_log_that_verifies_and_a_restart_continues_it
     for t in threads:
         t.start()
     deadline = time.monotonic() + 60
-    while len(answered) < 40 and time.monotonic() < deadline:
+    while len(answered) < 24 and time.monotonic() < deadline:
         time.sleep(0.05)
     server.kill()  # SIGKILL: no drain, no flush
     stop.set()
     for t in threads:
         t.join(timeout=30)
-    assert len(answered) >= 40
+    assert len(answered) >= 24
     verified = subprocess.run(
         [sys.executable, "-m", "rail.cli", "audit", "verify", str(log)], capture_output=True, text=True
     )
