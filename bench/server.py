@@ -19,9 +19,10 @@ Then checks that the audit log holds exactly one record per answered request, ki
 with SIGKILL under load, verifies the log with ``rail audit verify``, restarts the server on it and
 checks the chain continues.
 
-The tiny model generates in milliseconds, so these numbers measure what rail adds (HTTP, checks, scoring,
-audit) far more than generation; with a real BLOOM, generation dominates. The load generator shares the
-machine's cores with the servers.
+The tiny model generates quickly, so these numbers weigh what rail adds (HTTP, checks, detoxify scoring,
+audit) far more than a real BLOOM would, where generation dominates. The load generator shares the
+machine's cores with the servers; each server runs torch with ``--torch-threads`` intra-op threads (1 by
+default: on tiny tensors, a second thread waiting for a busy core costs more than it gives).
 
     python bench/server.py                                  # about 2-4 minutes on 2 cores
     python bench/server.py --requests 100 --seconds 10 --concurrency 1 8 32
@@ -247,6 +248,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="at most this long per target and level")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="turns each target takes per level")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads of each server (tiny tensors gain nothing from more)",
+    )
     parser.add_argument("--upstream", help="an OpenAI-compatible engine to compare with rail in front of it")
     parser.add_argument("--upstream-context", type=int, default=32)
     parser.add_argument("--bare", metavar="MODEL", help=argparse.SUPPRESS)  # run the bare target
@@ -268,6 +275,7 @@ def main() -> None:
         "TRANSFORMERS_OFFLINE": "1",
         "RAIL_DETOXIFY_CHECKPOINT": str(checkpoint),
         "RAIL_DETOXIFY_CONFIG": str(config_dir),
+        "OMP_NUM_THREADS": str(args.torch_threads),
     }
     rail = [
         sys.executable,
@@ -321,8 +329,8 @@ def main() -> None:
             )
         )
     print(
-        f"rail serve bench: tiny BLOOM, {args.max_tokens} new tokens greedy, loopback; "
-        f"≤{args.requests} requests and ≤{args.seconds:g} s per cell\n"
+        f"rail serve bench: tiny BLOOM, {args.max_tokens} new tokens greedy, loopback, {args.torch_threads} "
+        f"torch thread(s) per server; ≤{args.requests} requests, ≤{args.seconds:g} s per target and level\n"
     )
     print(
         f"{'clients':>7}  {'target':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>5} {'err':>4}  "

@@ -100,7 +100,7 @@ class ServerMetrics:
 
     def observe_violations(self, violations: Iterable[Violation]) -> None:
         for v in violations:
-            for clause in v.clauses or ((v.restriction,) if v.restriction else ("none",)):
+            for clause in v.clauses or ("none",):
                 self.violations.labels(clause, v.stage.value, v.action.value).inc()
 
     def observe_commit(self, seconds: float, records: int, ok: bool) -> None:

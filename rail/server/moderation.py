@@ -56,7 +56,7 @@ def moderation_result(screened: Screened, policy: Policy) -> ModerationResult:
     categories: dict[str, bool] = {}
     scores: dict[str, float] = {}
     for clause in clause_categories(policy):
-        cited = [v for v in blocking if clause in (v.clauses or ((v.restriction,) if v.restriction else ()))]
+        cited = [v for v in blocking if clause in v.clauses]
         measured = (
             [float(screened.scores[f"semantic.{clause}"])] if f"semantic.{clause}" in screened.scores else []
         )

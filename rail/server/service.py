@@ -114,10 +114,6 @@ def api_error(exc: RailError) -> ApiError:
     return ApiError(500, "the request failed inside the server", type="server_error")
 
 
-def _clauses(v: Violation) -> tuple[str, ...]:
-    return v.clauses or ((v.restriction,) if v.restriction else ())
-
-
 def finish_reason(result: GateResult) -> str:
     """OpenAI's finish_reason for a result: content_filter when blocked, else stop or length."""
     if not result.allowed:
@@ -448,7 +444,7 @@ class Service:
                 c
                 for v in result.violations
                 if v.action is Action.BLOCK and v.stage is Stage.INPUT
-                for c in _clauses(v)
+                for c in v.clauses
             }
         )
         licence = tenant.gate.policy.licence

@@ -229,3 +229,46 @@ def test_the_default_chat_template_ends_with_the_assistant_cue() -> None:
         ]
     )
     assert prompt == "Be brief.\nUser: Hi.\nAssistant: Hello.\nUser: Bye.\nAssistant:"
+
+
+def test_moderation_scores_clauses_from_semantic_measurements_and_violations() -> None:
+    from rail.policy import load_policy
+    from rail.policy.decision import Action, Decision, Stage, Verdict, Violation
+    from rail.screening import Screened
+    from rail.server.moderation import moderation_result
+
+    policy = load_policy()
+    hit = Violation(
+        rule="illegal-activity",
+        restriction="a",
+        licence=policy.licence,
+        stage=Stage.INPUT,
+        action=Action.BLOCK,
+        severity="high",
+        reason="matched",
+        clauses=("a",),
+    )
+    warned = Violation(
+        rule="x",
+        restriction="c",
+        licence=policy.licence,
+        stage=Stage.INPUT,
+        action=Action.WARN,
+        severity="low",
+        reason="near",
+        clauses=("c",),
+        score=0.4,
+    )
+    screened = Screened(
+        Decision(Verdict.BLOCKED, "text", (hit, warned)),
+        "en",
+        {"toxicity": 0.9, "insult": 0.1, "semantic.c": 0.42, "semantic.g": 0.73},
+    )
+    result = moderation_result(screened, policy)
+    assert result.flagged
+    assert result.categories["clause/a"] and result.category_scores["clause/a"] == 1.0
+    # A warning is not a flag; the semantic check's own score is still reported.
+    assert not result.categories["clause/c"] and result.category_scores["clause/c"] == 0.42
+    assert not result.categories["clause/g"] and result.category_scores["clause/g"] == 0.73
+    assert result.category_scores["toxicity"] == 0.9 and result.categories["toxicity"]  # ≥ the pack's 0.85
+    assert not result.categories["insult"] and "semantic.c" not in result.category_scores
