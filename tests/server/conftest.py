@@ -11,9 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -167,3 +170,63 @@ def server(
 @pytest.fixture
 def main_key() -> str:
     return MAIN_KEY
+
+
+class FlakyStore:
+    """An audit store in memory that can be told to fail, as a full disk or a lost database would."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.fail = False
+
+    def emit(self, record: Any) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: list[Any]) -> list[int]:
+        from rail.errors import AuditError
+
+        if self.fail:
+            raise AuditError("disk full")
+        first = len(self.records) + 1
+        self.records.extend(records)
+        return list(range(first, len(self.records) + 1))
+
+
+@contextmanager
+def in_process(model: Any, tiny_detoxify: tuple[Path, Path], store: Any, **limits: Any) -> Iterator[str]:
+    """Serve ``model`` for MAIN_KEY with the WRITING declaration from a uvicorn thread; yield its URL."""
+    import uvicorn
+
+    from rail.policy import load_declaration_text, load_policy
+    from rail.scoring import ScorerSettings, ToxicityScorer
+    from rail.server import ChatTemplate, KeyLimits, ServerLimits, build_service, create_app, keys_from_cli
+
+    checkpoint, config_dir = tiny_detoxify
+    models = ("original", "unbiased", "multilingual")
+    settings = ScorerSettings(
+        checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
+    )
+    [spec] = keys_from_cli([MAIN_KEY], KeyLimits())
+    service = build_service(
+        model=model,
+        tenants=[(spec, load_declaration_text(WRITING), load_policy())],
+        store=store,
+        limits=ServerLimits(**limits),
+        chat=ChatTemplate(),
+        model_name="served",
+        audit_path=None,
+        scorer=ToxicityScorer(settings),
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

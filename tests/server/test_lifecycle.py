@@ -14,23 +14,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 from click.testing import CliRunner
-from conftest import MAIN_KEY, WRITING, ServerProcess, server_env, sha
-from standin import StandIn, free_port
+from conftest import MAIN_KEY, WRITING, FlakyStore, ServerProcess, in_process, server_env, sha
+from standin import StandIn
 
 from rail.audit import read_records
-from rail.audit.record import AuditRecord
 from rail.cli import main
-from rail.errors import AuditError
 from rail.generation import load_model
-from rail.policy import load_declaration_text, load_policy
-from rail.scoring import ScorerSettings, ToxicityScorer
-from rail.server.app import create_app
-from rail.server.auth import KeyLimits, keys_from_cli
-from rail.server.chat import ChatTemplate
-from rail.server.limits import ServerLimits
-from rail.server.service import build_service
 
 MEDICAL = WRITING.replace("domains: [general]", "domains: [medical]").replace(
     "drafting-service", "triage-bot"
@@ -138,57 +128,12 @@ def test_bad_start_up_options_are_exit_2_with_one_message(
 # -- the audit log failing while the server runs ------------------------------------------------------------
 
 
-class FlakyStore:
-    """An audit store that can be told to fail, as a full disk or a lost database would."""
-
-    def __init__(self) -> None:
-        self.records: list[AuditRecord] = []
-        self.fail = False
-
-    def emit(self, record: AuditRecord) -> None:
-        self.append_many([record])
-
-    def append_many(self, records: list[AuditRecord]) -> list[int]:
-        if self.fail:
-            raise AuditError("disk full")
-        first = len(self.records) + 1
-        self.records.extend(records)
-        return list(range(first, len(self.records) + 1))
-
-
 @pytest.fixture(scope="module")
 def flaky(tiny_bloom_dir: Path, tiny_detoxify: tuple[Path, Path]) -> Iterator[tuple[str, FlakyStore]]:
-    """An in-process uvicorn serving the tiny BLOOM over a FlakyStore."""
+    """An in-process server of the tiny BLOOM whose audit store can be made to fail."""
     store = FlakyStore()
-    checkpoint, config_dir = tiny_detoxify
-    models = ("original", "unbiased", "multilingual")
-    scorer = ToxicityScorer(
-        ScorerSettings(
-            checkpoints=dict.fromkeys(models, str(checkpoint)), configs=dict.fromkeys(models, str(config_dir))
-        )
-    )
-    [spec] = keys_from_cli([MAIN_KEY], KeyLimits())
-    service = build_service(
-        model=load_model(str(tiny_bloom_dir)),
-        tenants=[(spec, load_declaration_text(WRITING), load_policy())],
-        store=store,
-        limits=ServerLimits(),
-        chat=ChatTemplate(),
-        model_name="tiny",
-        audit_path=None,
-        scorer=scorer,
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=30)
+    with in_process(load_model(str(tiny_bloom_dir)), tiny_detoxify, store) as url:
+        yield url, store
 
 
 def test_no_request_is_answered_when_its_audit_record_cannot_be_written(

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import MAIN_KEY, WRITING, ServerProcess, server_env
+from conftest import MAIN_KEY, WRITING, FlakyStore, ServerProcess, in_process, server_env
 from standin import CONTEXT, MODEL, StandIn, free_port
 
 from rail.audit import read_records, verify_log
@@ -432,3 +432,25 @@ def test_an_engine_that_goes_away_later_is_502(tmp_path: Path, tiny_detoxify: tu
     finally:
         assert server.terminate() == 0
     assert json.loads(json.dumps(verify_log(tmp_path / "a.db").to_dict()))["ok"]
+
+
+def test_a_request_past_the_server_timeout_is_504_and_a_stream_is_cut_and_recorded(
+    standin: StandIn, tiny_detoxify: tuple[Path, Path]
+) -> None:
+    store = FlakyStore()
+    with in_process(connect(standin.url, timeout_s=10), tiny_detoxify, store, request_timeout_s=1.0) as url:
+        headers = {"Authorization": f"Bearer {MAIN_KEY}"}
+        r = httpx.post(
+            url + "/v1/completions",
+            json={"prompt": "[slow] one.", "max_tokens": 2},
+            headers=headers,
+            timeout=30,
+        )
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        body = {"prompt": "[drip]", "max_tokens": 200, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=body, headers=headers, timeout=30) as s:
+            events = [line for line in s.iter_lines() if line.startswith("data: ")]
+        last = json.loads(events[-1][6:])
+        assert last["error"]["code"] == "timeout" and "[DONE]" not in events[-1]
+        _wait(lambda: any(r.extra.get("cancelled") for r in store.records))
+        _wait(lambda: len(store.records) == 2)  # the slow request is recorded too, when the engine answers
