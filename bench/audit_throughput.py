@@ -1,18 +1,27 @@
-"""Measure audit-log append throughput with durability on, and the time to verify a large log.
+"""Measure audit-log appends per second with durability on, and the time to verify a large log, on SQLite and
+PostgreSQL side by side in one run.
 
-Run: python bench/audit_throughput.py [--records 1000000] [--single 2000] [--batched 50000] [--dir DIR]
+Run: python bench/audit_throughput.py [--records 1000000] [--single 2000] [--batched 50000] [--batch-size 500]
+                                      [--writers 4] [--postgres URL] [--dir DIR]
 
-Prints appends per second for single appends (one fsync'd commit each), append_many batches and the buffered
-sink, all with synchronous=FULL in WAL mode, then the verification time for ``--records`` records, each with
-its ratio against the targets (>= 5,000 appends/s, <= 10 s per 1,000,000 records verified).
+PostgreSQL is measured when ``--postgres`` (or ``RAIL_TEST_POSTGRES_URL``) names a database whose role may
+create schemas; each measurement gets a fresh schema, dropped afterwards (``eval "$(.ci/postgres.sh start)"``
+gives a throwaway one). Every append is durable when it returns (SQLite synchronous=FULL in WAL mode,
+PostgreSQL synchronous_commit=on); the large log for the verify measurement is built with synchronous
+"normal" to save time, which does not change what verification reads. Each figure is printed with its ratio
+against the targets (>= 5,000 appends/s, <= 10 s per 1,000,000 records verified).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rail.audit import AuditLog, AuditRecord, BufferedSink, canonical_json, verify_log
@@ -55,67 +64,177 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+class Stores:
+    """Hand out fresh, empty log targets: files in a temporary directory, schemas in a PostgreSQL database."""
+
+    def __init__(self, tmp: Path, postgres: str | None) -> None:
+        self.tmp, self.postgres = tmp, postgres
+
+    def names(self) -> list[str]:
+        return ["sqlite", "postgresql"] if self.postgres else ["sqlite"]
+
+    @contextmanager
+    def fresh(self, store: str) -> Iterator[str]:
+        if store == "sqlite":
+            yield str(self.tmp / f"{uuid.uuid4().hex}.db")
+            return
+        import psycopg
+
+        assert self.postgres is not None
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.postgres, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in self.postgres else "?"
+        try:
+            yield f"{self.postgres}{separator}options=-csearch_path%3D{schema}"
+        finally:
+            with psycopg.connect(self.postgres, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _append(target: str, count: int, batch: int, start: object) -> None:
+    """Run one writer process: wait for the start signal, then append ``count`` records, ``batch`` a call."""
+    records = [sample_record(i) for i in range(count)]
+    log = AuditLog(target, privacy="full")
+    log.head()  # connect before the clock starts
+    start.wait()  # type: ignore[attr-defined]
+    for i in range(0, count, batch):
+        log.append_many(records[i: i + batch])
+    log.close()
+
+
+def writers_rate(target: str, writers: int, count: int, batch: int) -> float:
+    """Appends per second of ``writers`` processes appending ``count`` records in all to one log."""
+    AuditLog(target, privacy="full").close()
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    share = count // writers
+    processes = [context.Process(target=_append, args=(target, share, batch, start)) for _ in range(writers)]
+    for process in processes:
+        process.start()
+    time.sleep(3)  # let every writer build its records and connect
+    began = time.perf_counter()
+    start.set()
+    for process in processes:
+        process.join()
+        assert process.exitcode == 0, "a writer process failed"
+    elapsed = time.perf_counter() - began
+    result = verify_log(target)
+    assert result.ok and result.size == share * writers, result.summary()
+    return rate(share * writers, elapsed)
+
+
+def single_rate(target: str, records: list[AuditRecord]) -> float:
+    log = AuditLog(target, privacy="full")
+    start = time.perf_counter()
+    for record in records:
+        log.emit(record)
+    elapsed = time.perf_counter() - start
+    log.close()
+    return rate(len(records), elapsed)
+
+
+def batched_rate(target: str, records: list[AuditRecord], batch: int) -> float:
+    log = AuditLog(target, privacy="full")
+    start = time.perf_counter()
+    for i in range(0, len(records), batch):
+        log.append_many(records[i: i + batch])
+    elapsed = time.perf_counter() - start
+    log.close()
+    return rate(len(records), elapsed)
+
+
+def buffered_rate(target: str, records: list[AuditRecord], batch: int) -> float:
+    log = AuditLog(target, privacy="full")
+    start = time.perf_counter()
+    with BufferedSink(log, max_records=batch, max_delay_s=0.2) as sink:
+        for record in records:
+            sink.emit(record)
+    elapsed = time.perf_counter() - start
+    log.close()
+    return rate(len(records), elapsed)
+
+
+def verify_time(target: str, count: int, pool: list[AuditRecord]) -> tuple[float, float]:
+    """Build a log of ``count`` records; return (seconds to build, seconds to verify)."""
+    log = AuditLog(target, privacy="full", synchronous="normal")
+    start = time.perf_counter()
+    for i in range(0, count, len(pool)):
+        log.append_many(pool[: min(len(pool), count - i)])
+    build = time.perf_counter() - start
+    log.close()
+    start = time.perf_counter()
+    result = verify_log(target)
+    elapsed = time.perf_counter() - start
+    assert result.ok and result.size == count, result.summary()
+    return build, elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=VERIFY_TARGET_RECORDS, help="records to verify")
     parser.add_argument("--single", type=int, default=2_000, help="records appended one commit each")
     parser.add_argument("--batched", type=int, default=50_000, help="records appended in batches")
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--dir", type=Path, default=None, help="where to put the logs (default: a temp dir)")
+    parser.add_argument("--writers", type=int, default=4, help="processes appending to one log at once")
+    parser.add_argument("--postgres", default=os.environ.get("RAIL_TEST_POSTGRES_URL"),
+                        help="PostgreSQL URL whose role may create schemas (default: RAIL_TEST_POSTGRES_URL)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to put the SQLite logs (default: a temp dir)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        stores = Stores(Path(tmp), args.postgres)
         records = [sample_record(i) for i in range(max(args.single, args.batched))]
-        print(f"record size: {len(canonical_json(records[0].to_dict()))} bytes of canonical JSON")
+        print(f"record size: {len(canonical_json(records[0].to_dict()))} bytes of canonical JSON; "
+              f"stores: {', '.join(stores.names())}")
+        rows: list[tuple[str, dict[str, float], str]] = []
 
-        log = AuditLog(Path(tmp, "single.db"), privacy="full", synchronous="full")
-        start = time.perf_counter()
-        for record in records[: args.single]:
-            log.emit(record)
-        single = rate(args.single, time.perf_counter() - start)
-        log.close()
+        def measure(name: str, run: Callable[[str], float], unit: str) -> None:
+            results = {}
+            for store in stores.names():
+                with stores.fresh(store) as target:
+                    results[store] = run(target)
+            rows.append((name, results, unit))
+            line = "   ".join(f"{store} {value:>10,.1f}" for store, value in results.items())
+            print(f"{name:<52} {line}", flush=True)
 
-        log = AuditLog(Path(tmp, "batched.db"), privacy="full", synchronous="full")
-        start = time.perf_counter()
-        for i in range(0, args.batched, args.batch_size):
-            log.append_many(records[i: i + args.batch_size])
-        batched = rate(args.batched, time.perf_counter() - start)
-        log.close()
+        measure("appends/s, single emit, 1 writer", lambda t: single_rate(t, records[: args.single]), "rate")
+        measure(f"appends/s, single emit, {args.writers} writers",
+                lambda t: writers_rate(t, args.writers, args.single, 1), "rate")
+        measure(f"appends/s, append_many ({args.batch_size}), 1 writer",
+                lambda t: batched_rate(t, records[: args.batched], args.batch_size), "rate")
+        measure(f"appends/s, append_many ({args.batch_size}), {args.writers} writers",
+                lambda t: writers_rate(t, args.writers, args.batched, args.batch_size), "rate")
+        measure("appends/s, BufferedSink.emit, 1 writer",
+                lambda t: buffered_rate(t, records[: args.batched], args.batch_size), "rate")
+        builds: dict[str, float] = {}
 
-        log = AuditLog(Path(tmp, "buffered.db"), privacy="full", synchronous="full")
-        start = time.perf_counter()
-        with BufferedSink(log, max_records=args.batch_size, max_delay_s=0.2) as sink:
-            for record in records[: args.batched]:
-                sink.emit(record)
-        buffered = rate(args.batched, time.perf_counter() - start)
-        log.close()
+        def verify(target: str) -> float:
+            build, elapsed = verify_time(target, args.records, records[:10_000])
+            builds[target] = build
+            return elapsed
 
-        print(f"{'appends/s, single emit (1 fsync each)':<50} {single:>10,.0f}   "
-              f"x{single / APPEND_TARGET:.2f} of target {APPEND_TARGET:,.0f}")
-        print(f"{f'appends/s, append_many (batches of {args.batch_size})':<50} {batched:>10,.0f}   "
-              f"x{batched / APPEND_TARGET:.2f} of target")
-        print(f"{'appends/s, BufferedSink.emit':<50} {buffered:>10,.0f}   "
-              f"x{buffered / APPEND_TARGET:.2f} of target")
+        measure(f"verify {args.records:,} records (s)", verify, "seconds")
 
-        path = Path(tmp, "large.db")
-        log = AuditLog(path, privacy="full", synchronous="normal")
-        start = time.perf_counter()
-        pool = records[:10_000]
-        for i in range(0, args.records, 10_000):
-            log.append_many(pool[: min(10_000, args.records - i)])
-        build = time.perf_counter() - start
-        log.close()
-        megabytes = os.path.getsize(path) / 2**20
-        print(f"built {args.records:,} records ({megabytes:,.0f} MiB) in {build:.1f} s")
-
-        start = time.perf_counter()
-        result = verify_log(path)
-        elapsed = time.perf_counter() - start
-        assert result.ok and result.size == args.records, result.summary()
-        scaled = elapsed * VERIFY_TARGET_RECORDS / args.records
-        print(f"{f'verify {args.records:,} records (s)':<50} {elapsed:>10.2f}   "
-              f"{scaled / VERIFY_TARGET_S:.2f} of the {VERIFY_TARGET_S:.0f} s budget per 1,000,000 "
-              f"({rate(args.records, elapsed):,.0f} records/s)")
+        print()
+        header = "".join(f"{store:>22}" for store in stores.names())
+        print(f"{'':<52}{header}")
+        for name, results, unit in rows:
+            cells = []
+            for value in results.values():
+                if unit == "rate":
+                    cells.append(f"{value:>10,.0f} x{value / APPEND_TARGET:>5.2f}     ")
+                else:
+                    scaled = value * VERIFY_TARGET_RECORDS / args.records
+                    cells.append(f"{value:>8.2f} s x{scaled / VERIFY_TARGET_S:>5.2f}     ")
+            print(f"{name:<52}" + "".join(f"{c:>22}" for c in cells))
+        print(f"(x = ratio to the target: appends/s over {APPEND_TARGET:,.0f}; verify time, scaled to "
+              f"{VERIFY_TARGET_RECORDS:,} records, over the {VERIFY_TARGET_S:.0f} s budget)")
+        for target, build in builds.items():
+            store = "postgresql" if target.startswith("postgres") else "sqlite"
+            print(f"built the {args.records:,}-record {store} log in {build:.1f} s "
+                  f"({rate(args.records, build):,.0f} records/s, synchronous normal)")
 
 
 if __name__ == "__main__":

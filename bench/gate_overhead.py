@@ -67,7 +67,7 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM
 
-    from rail.audit.record import JsonlSink
+    from rail.audit import JsonlSink
     from rail.gate import GatedGenerator
     from rail.generation import GenerationParams, ModelInfo, TextGenerator
     from rail.scoring import ScorerSettings

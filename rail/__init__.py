@@ -13,7 +13,15 @@ from rail._version import __version__
 from rail.attribution import Disclosure, Provenance, WatermarkSettings, detect_watermark
 from rail.audit import AuditLog, AuditRecord, JsonlSink, PrivacyMode, verify_log
 from rail.cards import import_card_file, lint_card, load_card, render_card
-from rail.errors import AuditError, ConfigError, DeploymentRefused, ModelLoadError, RailError, ScorerError
+from rail.errors import (
+    AuditError,
+    AuditWriteError,
+    ConfigError,
+    DeploymentRefused,
+    ModelLoadError,
+    RailError,
+    ScorerError,
+)
 from rail.gate import GatedGenerator, GateResult
 from rail.generation import GenerationParams, ModelInfo, load_model
 from rail.licences import Licence, get_licence
@@ -30,6 +38,7 @@ from rail.policy import (
     load_policy,
 )
 from rail.scoring import ScorerSettings, ToxicityScorer
+from rail.screening import Screened, Screening
 from rail.text import normalize
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "AuditRecord",
+    "AuditWriteError",
     "ConfigError",
     "Decision",
     "Declaration",
@@ -56,6 +66,8 @@ __all__ = [
     "RailError",
     "ScorerError",
     "ScorerSettings",
+    "Screened",
+    "Screening",
     "Stage",
     "ToxicityScorer",
     "Verdict",

@@ -18,7 +18,9 @@ from types import MappingProxyType
 from typing import Any
 
 from rail._version import __version__
+from rail.canonical import canonical_json
 from rail.errors import ConfigError
+from rail.signing import CheckpointKey, load_key
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 PROVENANCE_SCHEMA = "rail.provenance/1"
@@ -82,7 +84,7 @@ class Disclosure:
 
     def notice(self, language: str | None, model: str) -> tuple[str, str]:
         """Return ``(notice text, language used)`` for an output in ``language``."""
-        lang = language if language in self.wording else self.fallback
+        lang = language if language is not None and language in self.wording else self.fallback
         template = self.wording.get(lang) or self.wording["en"]
         return template.replace("{model}", model), lang
 
@@ -184,7 +186,7 @@ def detect_watermark(
         ignore_repeated_ngrams=True,
     )
     with torch.inference_mode():
-        out = detector(ids.to(device), z_threshold=threshold, return_dict=True)
+        out: Any = detector(ids.to(device), z_threshold=threshold, return_dict=True)
     z = float(out.z_score[0])
     p = float(out.p_value[0])
     if not math.isfinite(z):  # nothing left to score once repeats are ignored
@@ -247,14 +249,12 @@ class Provenance:
 
     def signed_bytes(self) -> bytes:
         """Return the bytes a signature covers: canonical JSON of the record without its signature."""
-        from rail.audit.record import canonical_json
-
         body = self.to_dict()
         body.pop("signature")
         return canonical_json(body)
 
-    def sign(self, key: Any) -> Provenance:
-        """Return a copy signed with ``key`` (a key file path or a key from ``rail.audit.keys.load_key``).
+    def sign(self, key: CheckpointKey | str | Path) -> Provenance:
+        """Return a copy signed with ``key`` (a key file path or a key from ``rail.signing.load_key``).
 
         Ed25519 private keys (PEM) and HMAC-SHA256 keys are accepted — the same files ``rail audit keygen``
         writes.
@@ -270,7 +270,7 @@ class Provenance:
             },
         )
 
-    def verify(self, key: Any, text: str | None = None) -> bool:
+    def verify(self, key: CheckpointKey | str | Path, text: str | None = None) -> bool:
         """Return whether the signature is valid for ``key`` and, when given, ``text`` matches the hash."""
         if text is not None and sha256_text(text) != self.output_sha256:
             return False
@@ -286,7 +286,5 @@ class Provenance:
         return key.verify(self.signed_bytes(), value)
 
 
-def _key(key: Any) -> Any:
-    from rail.audit.keys import load_key
-
+def _key(key: CheckpointKey | str | Path) -> CheckpointKey:
     return load_key(key) if isinstance(key, (str, Path)) else key

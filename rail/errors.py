@@ -57,5 +57,29 @@ class ScorerError(RailError):
     """The toxicity scorer could not be loaded or failed on an input."""
 
 
+class EmbeddingError(RailError):
+    """The sentence-embedding model of the semantic checks could not be loaded or failed on an input."""
+
+
 class AuditError(RailError):
     """The audit log cannot be opened, read or written."""
+
+
+class AuditWriteError(AuditError):
+    """The audit store cannot take a record now (disk full, database down, no privilege): fail closed.
+
+    Raised by every audit sink and store when a write fails; nothing already committed is lost. A caller that
+    answers requests must block (or answer 503) rather than answer without a record.
+    """
+
+
+class AuditCorruptError(AuditError):
+    """The audit log's storage is damaged (a page overwritten, a file cut short); verify reports it."""
+
+
+class SigningKeyError(RailError):
+    """A signing key file is missing, unreadable, of the wrong kind, or would be overwritten."""
+
+
+class CanonicalJSONError(RailError, ValueError):
+    """A value has no canonical JSON form (NaN, Infinity, or a type JSON lacks)."""

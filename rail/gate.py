@@ -25,7 +25,8 @@ from typing import Any
 
 from rail._version import __version__
 from rail.attribution import Disclosure, Provenance, WatermarkSettings, sha256_text
-from rail.audit.record import AuditRecord, AuditSink, utc_now
+from rail.audit.record import AuditRecord, utc_now
+from rail.audit.sinks import AuditSink
 from rail.errors import ConfigError, DeploymentRefused, GenerationError
 from rail.generation import (
     TERMINATORS,

@@ -17,9 +17,11 @@ With no checkpoint configured, detoxify's published checkpoints are downloaded (
 from __future__ import annotations
 
 import os
+import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +37,11 @@ _LABEL_NAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe
 _SETTINGS_KEYS = {"model", "device", "checkpoint", "config", "models", "max_length"}
 # Windows scored per forward pass: a batch of short texts is one pass, a huge text takes several.
 _WINDOWS_PER_PASS = 64
+
+
+# A device torch can name; whether it exists on this machine is found out when the model loads.
+_DEVICE = re.compile(r"^(?:cpu|cuda|mps|xpu|hpu|npu|mtia)(?::\d+)?$")
+_DEVICE_HINT = "use cpu, cuda, cuda:N (a GPU index) or mps"
 
 
 def _frozen(mapping: Mapping[str, str | None]) -> Mapping[str, str | None]:
@@ -69,6 +76,8 @@ class ScorerSettings:
                     path=f"scorer.models.{name}",
                     hint=f"use one of {', '.join(MODELS)}",
                 )
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"unknown device {self.device!r}", path="scorer.device", hint=_DEVICE_HINT)
         object.__setattr__(self, "checkpoints", _frozen(self.checkpoints))
         object.__setattr__(self, "configs", _frozen(self.configs))
 
@@ -97,6 +106,9 @@ class ScorerSettings:
                 )
         if env.get("RAIL_DETOXIFY_DEVICE"):
             values["device"] = env["RAIL_DETOXIFY_DEVICE"].strip()
+            if not _DEVICE.match(values["device"]):
+                raise ConfigError(f"unknown device {values['device']!r}", source="RAIL_DETOXIFY_DEVICE",
+                                  hint=_DEVICE_HINT)
         for model in MODELS:
             for suffix, target in (("CHECKPOINT", checkpoints), ("CONFIG", configs)):
                 shared = env.get(f"RAIL_DETOXIFY_{suffix}")
@@ -156,6 +168,11 @@ def _read_settings_file(path: Path) -> tuple[dict[str, Any], dict[str, str | Non
             path="model",
             line=doc.line_of(["model"]),
             hint=f"use one of {', '.join(CHOICES)}",
+        )
+    if "device" in values and not _DEVICE.match(values["device"]):
+        raise ConfigError(
+            f"unknown device {values['device']!r}", source=source, path="device",
+            line=doc.line_of(["device"]), hint=_DEVICE_HINT,
         )
     if "max_length" in data:
         if not isinstance(data["max_length"], int) or data["max_length"] < 8:
@@ -289,7 +306,9 @@ def _load(
         checkpoint = str(cached)
     try:
         if checkpoint is None:
-            loaded = torch.hub.load_state_dict_from_url(source, map_location="cpu", weights_only=False)
+            # torch.hub announces downloads on stdout, which carries JSON results: send it to stderr.
+            with redirect_stdout(sys.stderr):
+                loaded = torch.hub.load_state_dict_from_url(source, map_location="cpu", weights_only=False)
         else:
             # A detoxify checkpoint is a pickle that holds its training config: load only files you trust.
             loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)

@@ -105,7 +105,7 @@ class Screening:
             try:
                 scores = list(self.scorer.score(texts, found))
             except ScorerError as exc:
-                error = f"toxicity scorer unavailable: {exc}"
+                error = str(exc)
         t2 = time.perf_counter()
         decisions = self.engine.check_batch(
             texts, stage, scores=scores, scores_error=error, languages=found,

@@ -1,8 +1,8 @@
-"""Build tiny random BLOOM and detoxify models on disk, so rail runs end to end without downloading weights.
+"""Build tiny random BLOOM, detoxify and sentence-encoder models on disk, so rail runs end to end offline.
 
-Use them to try rail offline or in tests: ``python -m rail.tiny DIR`` builds both and prints where they are.
-The weights are random, so the text they produce is gibberish and their toxicity scores mean nothing; what
-is real is everything around them — the files, the loading code, tokenization, generation and scoring.
+Use them to try rail offline or in tests: ``python -m rail.tiny DIR`` builds all three and prints where they
+are. The weights are random, so the text they produce is gibberish and their toxicity scores mean nothing;
+what is real is everything around them — the files, the loading code, tokenization, generation and scoring.
 """
 
 from __future__ import annotations
@@ -126,27 +126,20 @@ def build_tiny_detoxify(
     ≈ 0.998 on threat), so tests can drive the threshold rules.
     """
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    from transformers import BertConfig, BertForSequenceClassification
 
     out = Path(directory)
     config_dir = out / "config"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    words = sorted({w for line in _CORPUS for w in line.replace("\n", " ").lower().split()})
-    chars = sorted({c for line in _CORPUS for c in line.lower() if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(w for w in words if w not in chars)]
-    vocab_file = config_dir / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizer(vocab=str(vocab_file), do_lower_case=True).save_pretrained(config_dir)
-
+    vocab_size = _bert_tokenizer(config_dir)
     config = BertConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
-        num_labels=len(DETOXIFY_LABELS),
     )
+    config.num_labels = len(DETOXIFY_LABELS)
     config.save_pretrained(config_dir)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
@@ -176,8 +169,48 @@ def build_tiny_detoxify(
     return checkpoint, config_dir
 
 
+def _bert_tokenizer(directory: Path) -> int:
+    """Write a word-and-character BERT tokenizer for the corpus into ``directory``; return its vocab size."""
+    from transformers import BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for line in _CORPUS for w in line.replace("\n", " ").lower().split()})
+    chars = sorted({c for line in _CORPUS for c in line.lower() if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(w for w in words if w not in chars)]
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizer(vocab=str(vocab_file), do_lower_case=True).save_pretrained(directory)
+    return len(vocab)
+
+
+def build_tiny_encoder(directory: str | Path, *, seed: int = 0) -> Path:
+    """Write a two-layer random BERT encoder and its tokenizer into ``directory``.
+
+    It is a sentence-embedding model for ``RAIL_EMBEDDER=transformers:<directory>``; its vectors carry no
+    meaning but are deterministic, so the transformers backend and its calibration run offline.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    out = Path(directory)
+    vocab_size = _bert_tokenizer(out)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    hf_logging.disable_progress_bar()
+    BertModel(config).save_pretrained(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build both tiny models under DIR and print their paths as JSON (``python -m rail.tiny DIR``)."""
+    """Build the tiny models under DIR and print their paths as JSON (``python -m rail.tiny DIR``)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m rail.tiny DIR", file=sys.stderr)
@@ -185,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args[0])
     bloom = build_tiny_bloom(root / "tiny-bloom")
     checkpoint, config_dir = build_tiny_detoxify(root / "tiny-detoxify")
+    encoder = build_tiny_encoder(root / "tiny-encoder")
     print(
         json.dumps(
-            {"model": str(bloom), "detoxify_checkpoint": str(checkpoint), "detoxify_config": str(config_dir)},
+            {"model": str(bloom), "detoxify_checkpoint": str(checkpoint), "detoxify_config": str(config_dir),
+             "embedder": f"transformers:{encoder}"},
             indent=2,
         )
     )

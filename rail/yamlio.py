@@ -29,12 +29,17 @@ from rail.resources import schema_path
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASES = 64
+#: Values (scalars, lists, mappings) one document may hold as written; counted before it is built.
+MAX_NODES = 100_000
 MAX_EXPANDED_NODES = 250_000
 
 PathKey = tuple[str | int, ...]
 
+# libyaml parses an order of magnitude faster than the pure-Python parser; both build the same nodes.
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class _RailLoader(yaml.SafeLoader):
+
+class _RailLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """SafeLoader with YAML 1.2 booleans and no timestamp conversion."""
 
 
@@ -79,9 +84,13 @@ def load_yaml_text(text: str, source: str = "<string>") -> YamlDocument:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise ConfigError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", source=source,
                           hint="rail reads configuration and card files of reasonable size only")
+    if "\x00" in text:
+        raise ConfigError("not valid YAML: the file holds NUL bytes", source=source,
+                          hint="remove control characters; save the file as plain UTF-8 text")
+    _count_nodes(text, source)
     try:
         loader = _RailLoader(text)
-    except yaml.YAMLError as exc:  # the reader refuses control characters such as NUL up front
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
         raise ConfigError(f"not valid YAML: {exc}", source=source,
                           hint="remove control characters; save the file as plain UTF-8 text") from None
     try:
@@ -110,11 +119,33 @@ def load_yaml_text(text: str, source: str = "<string>") -> YamlDocument:
     return YamlDocument(data, source, lines)
 
 
+def _count_nodes(text: str, source: str) -> None:
+    """Refuse a document with more than MAX_NODES values before building it (building is the slow part)."""
+    count = 0
+    parser = _RailLoader(text)
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
+                                  yaml.AliasEvent)):
+                count += 1
+                if count > MAX_NODES:
+                    line = event.start_mark.line + 1 if event.start_mark else None
+                    raise ConfigError(f"the document holds more than {MAX_NODES:,} values", source=source,
+                                      line=line, hint="split it into smaller files; rail reads configuration "
+                                      "and card files of reasonable size only")
+    except yaml.YAMLError:
+        return  # the full parse below reports it with its line
+    finally:
+        parser.dispose()
+
+
 def load_yaml(path: str | Path) -> YamlDocument:
-    """Read and parse the YAML file at ``path``."""
+    """Read and parse the YAML file at ``path`` (at most MAX_BYTES are read, even from an endless file)."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(p), hint="check the path") from None
     except IsADirectoryError:
@@ -147,9 +178,9 @@ def _check_node(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], sourc
             raise ConfigError(f"more than {MAX_ALIASES} alias references", source=source,
                               line=node.start_mark.line + 1,
                               hint="expand the aliases by hand; rail limits them to stop expansion bombs")
-        return node._rail_size  # type: ignore[attr-defined]
+        return int(getattr(node, "_rail_size", 1))
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        node._rail_seen = True  # type: ignore[attr-defined]
+        setattr(node, "_rail_seen", True)  # noqa: B010 - PyYAML nodes have no slot for it
     ancestors = ancestors | {id(node)}
     size = 1
     if isinstance(node, yaml.MappingNode):
@@ -187,6 +218,9 @@ def load_schema(name: str) -> dict[str, Any]:
 def schema_problems(doc: YamlDocument, schema: Mapping[str, Any]) -> list[ConfigError]:
     """Return one :class:`ConfigError` per schema violation in ``doc``, ordered by line."""
     validator = jsonschema.Draft202012Validator(schema)
+    if doc.data is None and schema.get("type") == "object":
+        return [ConfigError("the file is empty (expected a mapping of keys)", source=doc.source, line=1,
+                            hint="write the keys the file needs; see README.md for an example")]
     problems = []
     for error in validator.iter_errors(doc.data):
         leaf = _deepest(error)
@@ -245,13 +279,22 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str | None]:
         return f"missing required key '{missing}'", "add it"
     if kind == "type":
         expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"expected {expected}, got {_json_type(error.instance)} {_short(error.instance)}", None
+        wanted = expected if isinstance(expected, list) else [expected]
+        names = [_TYPE_NAMES.get(str(t), str(t)) for t in wanted]
+        if error.instance is None:
+            return f"expected {' or '.join(names)}, got an empty value", "give it a value"
+        got = f"{_json_type(error.instance)} {_short(error.instance)}"
+        return f"expected {' or '.join(names)}, got {got}", None
     if kind == "enum":
         return f"{_short(error.instance)} is not one of {', '.join(map(str, error.validator_value))}", None
     if kind == "pattern":
         return f"{_short(error.instance)} does not match the pattern {error.validator_value}", None
     return error.message, None
+
+
+# JSON Schema's type names in the words of YAML files.
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "nothing"}
 
 
 def _json_type(value: Any) -> str:

@@ -73,7 +73,7 @@ def test_provenance_json_round_trip_names_the_source_type() -> None:
 
 @pytest.mark.parametrize("alg", ["ed25519", "hmac-sha256"])
 def test_signed_provenance_verifies_and_detects_tampering(tmp_path: Path, alg: str) -> None:
-    from rail.audit.keys import generate_key
+    from rail.signing import generate_key
 
     private, public = generate_key(tmp_path / "key", alg=alg)
     verifier = public or private

@@ -97,11 +97,6 @@ def test_scorer_missing_blocks_with_exit_1(
 ) -> None:
     monkeypatch.setenv("RAIL_DETOXIFY_CHECKPOINT", str(tmp_path / "missing.ckpt"))
     result = _generate(tiny_bloom_dir, declaration, "Write a haiku about the sea.")
-    from rail.policy import PolicyEngine, load_policy
-
-    engine = PolicyEngine(load_policy("bigscience-bloom-rail-1.0"))
-    if not (engine.needs_scores("input") or engine.needs_scores("output")):
-        pytest.skip("the default pack has no toxicity rule")
     assert result.exit_code == 1
     assert "rail: blocked" in result.stderr and "missing.ckpt" in result.stderr
 
@@ -135,12 +130,19 @@ def test_declaration_is_required(tiny_bloom_dir: Path) -> None:
 
 
 def test_detect_exit_codes_follow_the_verdict(
-    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, tmp_path: Path
 ) -> None:
     runner = CliRunner()
+    # The semantic layer reads the three-word fragment below as (g) and would block it (a known weakness
+    # on contentless fragments, see README); this test is about the watermark, so it runs without it.
+    policy = tmp_path / "no-semantic.yaml"
+    policy.write_text("extends: bigscience-bloom-rail-1.0\nid: no-semantic\nrules:\n"
+                      "  - {id: semantic-screen, enabled: false}\n", encoding="utf-8")
     marked = _generate(
         tiny_bloom_dir,
         declaration,
+        "--policy",
+        str(policy),
         "--json",
         "--watermark",
         "--watermark-bias",
@@ -197,7 +199,16 @@ def test_empty_stop_sequence_is_a_usage_error(tiny_bloom_dir: Path, declaration:
 def test_unusable_scorer_device_blocks_with_exit_1(
     tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RAIL_DETOXIFY_DEVICE", "bogus")
+    monkeypatch.setenv("RAIL_DETOXIFY_DEVICE", "cuda:99")
     result = _generate(tiny_bloom_dir, declaration, "Write a haiku about the sea.")
     assert result.exit_code == 1, result.output
-    assert "rail: blocked" in result.stderr and "device 'bogus'" in result.stderr
+    assert "rail: blocked" in result.stderr and "device 'cuda:99'" in result.stderr
+
+
+def test_a_device_that_does_not_exist_anywhere_is_a_configuration_error(
+    tiny_bloom_dir: Path, declaration: Path, detoxify_env: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAIL_DETOXIFY_DEVICE", "quantum")
+    result = _generate(tiny_bloom_dir, declaration, "Write a haiku about the sea.")
+    assert result.exit_code == 2, result.output
+    assert "RAIL_DETOXIFY_DEVICE" in result.stderr and "unknown device 'quantum'" in result.stderr

@@ -22,6 +22,21 @@ version: "1"
 extends: bigscience-bloom-rail-1.0
 fail_open: true
 """
+# Toxicity thresholds at both stages, set here so the scorer tests do not depend on the packaged pack.
+SCORED = """\
+id: test-scored
+version: "1"
+extends: bigscience-bloom-rail-1.0
+rules:
+  - id: test-toxicity-both-stages
+    description: Toxicity thresholds on prompts and outputs.
+    restrictions: [{clause: f}]
+    stages: [input, output]
+    check: {kind: toxicity, params: {thresholds: {toxicity: 0.99}}}
+    action: block
+    severity: high
+    coverage: [screened-in-prompts, screened-in-outputs]
+"""
 PARAMS = GenerationParams(max_new_tokens=16, do_sample=True, seed=5)
 
 
@@ -55,15 +70,25 @@ def scorer(tiny_detoxify: tuple[Path, Path]) -> ScorerSettings:
     return _settings(*tiny_detoxify)
 
 
+@pytest.fixture
+def scored_policy(tmp_path: Path) -> Path:
+    policy = tmp_path / "scored.yaml"
+    policy.write_text(SCORED, encoding="utf-8")
+    return policy
+
+
 def test_allowed_request_is_attributed_scored_and_recorded(
-    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings, scored_policy: Path
 ) -> None:
     sink = ListSink()
-    gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
+    gate = GatedGenerator(
+        model=generator, declaration=declaration, policy=scored_policy, scorer=scorer, sink=sink,
+        params=PARAMS,
+    )
     result = gate.generate("Quelle est la capitale de la France ?")
-    assert result.decision is not Verdict.BLOCKED, result.violations
+    assert result.decision is Verdict.ALLOWED, result.violations
     assert result.final_text is not None and result.raw_text is not None
-    assert result.final_text.startswith(result.raw_text) or result.decision is Verdict.MODIFIED
+    assert result.final_text.startswith(result.raw_text)
     assert "tiny-bloom" in result.final_text[len(result.raw_text) :]  # the disclosure names the model
     assert result.provenance is not None
     assert result.provenance.output_sha256 == sha256_text(result.final_text)
@@ -74,8 +99,9 @@ def test_allowed_request_is_attributed_scored_and_recorded(
     assert record.verdict == result.decision.value and record.output_tokens == 16
     assert record.policy_id == gate.policy.id and record.policy_sha256 == gate.policy.sha256
     assert set(record.durations_ms) >= {"total", "input_checks", "generate", "output_checks", "attribution"}
-    if gate.engine.needs_scores("output"):
-        assert set(result.scores["output"]) >= {"toxicity", "severe_toxicity", "insult", "threat"}
+    for stage in ("prompt", "output"):
+        assert set(result.scores[stage]) >= {"toxicity", "severe_toxicity", "insult", "threat"}
+        assert record.scores[stage] == result.scores[stage]
 
 
 def test_batch_generates_passing_prompts_and_records_each(
@@ -84,7 +110,8 @@ def test_batch_generates_passing_prompts_and_records_each(
     sink = ListSink()
     gate = GatedGenerator(model=generator, declaration=declaration, scorer=scorer, sink=sink, params=PARAMS)
     prompts = ["Write a haiku about the sea.", "Translate to English: Je t'aime."]
-    results = gate.generate_batch(prompts, do_sample=False)  # greedy: a batch must equal one-by-one generation
+    # Greedy: a batch must equal one-by-one generation.
+    results = gate.generate_batch(prompts, do_sample=False)
     assert isinstance(results, list) and [r.prompt for r in results] == prompts
     assert len(sink.records) == 2 and len({r.request_id for r in sink.records}) == 2
     singles = [gate.generate(p, do_sample=False) for p in prompts]
@@ -105,13 +132,14 @@ def test_declaration_is_checked_before_weights_load(medical: Path, scorer: Score
 
 
 def test_scorer_failure_blocks_with_the_reason(
-    generator: TextGenerator, declaration: Path, tmp_path: Path
+    generator: TextGenerator, declaration: Path, tmp_path: Path, scored_policy: Path
 ) -> None:
     broken = ScorerSettings(model="unbiased", checkpoints={"unbiased": str(tmp_path / "missing.ckpt")})
     sink = ListSink()
-    gate = GatedGenerator(model=generator, declaration=declaration, scorer=broken, sink=sink, params=PARAMS)
-    if not gate.engine.needs_scores("input") and not gate.engine.needs_scores("output"):
-        pytest.skip("the default pack has no toxicity rule")
+    gate = GatedGenerator(
+        model=generator, declaration=declaration, policy=scored_policy, scorer=broken, sink=sink,
+        params=PARAMS,
+    )
     result = gate.generate("Write a haiku about the sea.")
     assert result.decision is Verdict.BLOCKED and result.final_text is None and result.provenance is None
     assert "missing.ckpt" in (result.reason or "")
@@ -150,12 +178,12 @@ def test_stream_releases_checked_text_equal_to_the_final_text(
 
 
 def test_stream_fails_closed_when_the_scorer_is_missing(
-    generator: TextGenerator, declaration: Path, tmp_path: Path
+    generator: TextGenerator, declaration: Path, tmp_path: Path, scored_policy: Path
 ) -> None:
     broken = ScorerSettings(model="unbiased", checkpoints={"unbiased": str(tmp_path / "missing.ckpt")})
-    gate = GatedGenerator(model=generator, declaration=declaration, scorer=broken, params=PARAMS)
-    if not gate.engine.needs_scores("output"):
-        pytest.skip("the default pack scores no outputs")
+    gate = GatedGenerator(
+        model=generator, declaration=declaration, policy=scored_policy, scorer=broken, params=PARAMS
+    )
     stream = gate.generate_stream("Write a haiku about the sea.")
     assert list(stream) == []
     assert stream.result is not None and stream.result.decision is Verdict.BLOCKED
@@ -165,7 +193,7 @@ def test_watermark_and_signature_go_into_provenance(
     generator: TextGenerator, declaration: Path, scorer: ScorerSettings, tmp_path: Path
 ) -> None:
     from rail.attribution import WatermarkSettings
-    from rail.audit.keys import generate_key
+    from rail.signing import generate_key
 
     private, public = generate_key(tmp_path / "key")
     gate = GatedGenerator(
@@ -175,6 +203,8 @@ def test_watermark_and_signature_go_into_provenance(
         params=PARAMS,
         watermark=WatermarkSettings(bias=6.0),
         signing_key=private,
+        # Random weights write byte soup; what the semantic layer makes of it is not this test's subject.
+        without=("semantic",),
     )
     result = gate.generate("Write a haiku about the sea.")
     assert (
@@ -245,14 +275,15 @@ def test_allowed_json_form_keeps_the_raw_text(
     assert result.to_dict()["raw_text"] == result.raw_text and result.raw_text
 
 
-@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+@pytest.mark.parametrize("device", ["cuda:99"])
 def test_unusable_scorer_device_blocks_with_the_reason(
-    generator: TextGenerator, declaration: Path, tiny_detoxify: tuple[Path, Path], device: str
+    generator: TextGenerator, declaration: Path, tiny_detoxify: tuple[Path, Path], device: str,
+    scored_policy: Path,
 ) -> None:
     settings = replace(_settings(*tiny_detoxify), device=device)
-    gate = GatedGenerator(model=generator, declaration=declaration, scorer=settings, params=PARAMS)
-    if not gate.engine.needs_scores("input") and not gate.engine.needs_scores("output"):
-        pytest.skip("the default pack has no toxicity rule")
+    gate = GatedGenerator(
+        model=generator, declaration=declaration, policy=scored_policy, scorer=settings, params=PARAMS
+    )
     result = gate.generate("Write a haiku about the sea.")
     assert result.decision is Verdict.BLOCKED and result.final_text is None
     assert f"device {device!r}" in (result.reason or "")

@@ -126,7 +126,20 @@ def test_empty_input_needs_no_model() -> None:
     )
 
 
-@pytest.mark.parametrize("device", ["bogus", "cuda:99"])
+@pytest.mark.parametrize("device", ["bogus", "quantum", "cuda:x", "cpu cuda", ""])
+def test_a_device_torch_cannot_name_is_a_configuration_error(device: str) -> None:
+    with pytest.raises(ConfigError, match="unknown device"):
+        ScorerSettings(device=device)
+
+
+def test_device_in_a_settings_file_is_checked_with_its_line(tmp_path: Path) -> None:
+    settings = tmp_path / "scorer.yaml"
+    settings.write_text("model: unbiased\ndevice: quantum\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"scorer.yaml:2, at device: unknown device 'quantum'"):
+        ScorerSettings.from_env(settings, environ={})
+
+
+@pytest.mark.parametrize("device", ["cuda:99"])
 def test_unusable_device_is_a_scorer_error(device: str, tiny_detoxify: tuple[Path, Path]) -> None:
     checkpoint, config_dir = tiny_detoxify
     settings = ScorerSettings(

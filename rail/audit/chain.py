@@ -17,17 +17,18 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from rail.audit.keys import CheckpointKey
-from rail.audit.record import canonical_json, utc_now
+from rail.audit.record import utc_now
+from rail.canonical import canonical_json
 from rail.errors import AuditError
+from rail.signing import CheckpointKey
 
-__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "entry_hash", "genesis_hash", "load_checkpoint",
-           "sign_checkpoint", "write_atomic"]
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "Entry", "EntryRow", "entry_hash", "genesis_hash", "link",
+           "load_checkpoint", "parse_checkpoint", "sign_checkpoint", "write_atomic"]
 
 CHECKPOINT_FORMAT = "rail-audit-checkpoint/1"
 _GENESIS_TAG = b"rail.audit.v1/genesis\x00"
@@ -43,6 +44,31 @@ def genesis_hash(log_id: str) -> bytes:
 def entry_hash(prev: bytes, seq: int, data: bytes) -> bytes:
     """Return the chain hash of record ``seq`` with canonical JSON ``data`` and predecessor hash ``prev``."""
     return hashlib.sha256(_ENTRY_TAG + prev + seq.to_bytes(8, "big") + data).digest()
+
+
+#: A stored link as the stores stream it: (seq, prev, hash, data) — an Entry or a plain tuple of that shape.
+EntryRow = tuple[int, bytes, bytes, bytes]
+
+
+class Entry(NamedTuple):
+    """One stored link of the chain: record number, the hash it is chained to, its own hash, its bytes."""
+
+    seq: int
+    prev: bytes
+    hash: bytes
+    data: bytes
+
+
+def link(size: int, head: bytes, records: Iterable[bytes]) -> list[Entry]:
+    """Return the entries chaining ``records`` (canonical JSON) after ``size`` entries ending at ``head``."""
+    entries = []
+    seq, prev = size, head
+    for data in records:
+        seq += 1
+        digest = entry_hash(prev, seq, data)
+        entries.append(Entry(seq, prev, digest, data))
+        prev = digest
+    return entries
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,15 @@ def sign_checkpoint(key: CheckpointKey, log_id: str, size: int, head: bytes,
                           key_id=key.key_id, signature="")
     signature = base64.b64encode(key.sign(unsigned.signed_bytes())).decode("ascii")
     return Checkpoint(**{**asdict(unsigned), "signature": signature})
+
+
+def parse_checkpoint(data: bytes | str, source: str) -> Checkpoint:
+    """Read a checkpoint stored as JSON text; raise AuditError naming ``source`` when it is not one."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise AuditError(f"{source} is not JSON ({exc})") from None
+    return Checkpoint.from_dict(value, source=source)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -16,19 +16,27 @@ from typing import Any
 
 from rail._version import __version__
 from rail.audit.chain import Checkpoint
-from rail.audit.keys import CheckpointKey
 from rail.audit.log import read_records
 from rail.audit.record import AuditRecord, utc_now
+from rail.audit.store import Target, describe_target
 from rail.audit.verify import verify_log
-from rail.errors import AuditError, RailError
+from rail.errors import AuditCorruptError, AuditError, RailError
+from rail.signing import CheckpointKey
 
 __all__ = ["FORMATS", "build_report", "parse_when", "render"]
 
 FORMATS = ("html", "md", "json")
-#: Histogram bins over [0, 1] for toxicity probabilities.
+#: Histogram bins over [0, 1] for toxicity probabilities and semantic screening scores.
 BINS = 20
 #: A probability at or above this counts as "flagged" in the summaries (detoxify's customary cut-off).
 FLAG_AT = 0.5
+STAGES = ("prompt", "output")
+#: Score labels under this prefix are semantic screening scores per licence clause (``semantic.l``).
+SEMANTIC_PREFIX = "semantic."
+#: Detoxify's labels, most serious first: the order of the report's toxicity charts and tables. Labels not
+#: listed (the unbiased model's identity labels) follow in alphabetical order.
+TOXICITY_ORDER = ("toxicity", "severe_toxicity", "threat", "identity_attack", "insult", "obscene",
+                  "sexual_explicit")
 #: How many sequence numbers of unreadable records the report lists (the count is always complete).
 UNREADABLE_LISTED = 20
 
@@ -80,7 +88,8 @@ class _Tally:
         self.blocked_by: Counter[str] = Counter()
         self.rule_clauses: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
         self.hist: dict[str, dict[str, list[int]]] = {"prompt": {}, "output": {}}
-        self.score_sum: dict[str, Counter[str]] = {"prompt": Counter(), "output": Counter()}
+        self.score_sum: dict[str, dict[str, float]] = {"prompt": defaultdict(float),
+                                                       "output": defaultdict(float)}
         self.score_max: dict[str, dict[str, float]] = {"prompt": {}, "output": {}}
         self.flagged: dict[str, Counter[str]] = {"prompt": Counter(), "output": Counter()}
         self.languages: Counter[str] = Counter()
@@ -102,32 +111,43 @@ class _Tally:
             self.undated += 1
         else:
             self.times.append((moment, record.verdict))
-        blocked_clauses, blocked_rules = set(), set()
+        blocked_clauses: set[str] = set()
+        blocked_rules: set[str] = set()
         for violation in record.violations:
             rule = str(violation.get("rule"))
-            clause = violation.get("restriction")
+            # Every clause the rule cites; records written before ``clauses`` existed name one restriction.
+            cited = [str(c) for c in violation.get("clauses") or () if c] \
+                or ([str(violation["restriction"])] if violation.get("restriction") else [])
             self.fired[rule] += 1
-            if clause:
-                self.clause_fired[str(clause)] += 1
-                self.rule_clauses[rule].add((violation.get("licence"), str(clause)))
+            for clause in cited:
+                self.clause_fired[clause] += 1
+                self.rule_clauses[rule].add((violation.get("licence"), clause))
             if violation.get("action") == "block":
                 self.blocked_by[rule] += 1
                 if record.verdict == "blocked":
                     blocked_rules.add(rule)
-                    blocked_clauses.add(str(clause) if clause else "(no clause)")
+                    blocked_clauses.update(cited or ["(no clause)"])
         # Count each clause and rule once per blocked request, however many times it fired in it.
         self.blocks_by_clause.update(blocked_clauses)
         self.blocks_by_rule.update(blocked_rules)
         for stage in ("prompt", "output"):
-            for label, value in (record.scores.get(stage) or {}).items():
-                if not isinstance(value, (int, float)) or not math.isfinite(value):
+            scores = record.scores.get(stage)
+            if not scores:
+                continue
+            hist, sums, highs, flagged = (self.hist[stage], self.score_sum[stage], self.score_max[stage],
+                                          self.flagged[stage])
+            for label, value in scores.items():
+                if not math.isfinite(value):
                     continue
-                bins = self.hist[stage].setdefault(label, [0] * BINS)
+                bins = hist.get(label)
+                if bins is None:
+                    bins = hist[label] = [0] * BINS
                 bins[min(max(int(value * BINS), 0), BINS - 1)] += 1
-                self.score_sum[stage][label] += value
-                self.score_max[stage][label] = max(self.score_max[stage].get(label, 0.0), value)
+                sums[label] += value
+                if value > highs.get(label, -math.inf):
+                    highs[label] = value
                 if value >= FLAG_AT:
-                    self.flagged[stage][label] += 1
+                    flagged[label] += 1
         self.languages[record.language or "unknown"] += 1
         self.models[record.model or "unknown"] += 1
         self.deployments[record.deployment or "unknown"] += 1
@@ -142,6 +162,32 @@ class _Tally:
         total_ms = record.durations_ms.get("total")
         if isinstance(total_ms, (int, float)):
             self.durations.append(float(total_ms))
+
+
+def _toxicity_rank(label: str) -> tuple[int, str]:
+    return (TOXICITY_ORDER.index(label) if label in TOXICITY_ORDER else len(TOXICITY_ORDER), label)
+
+
+def _distributions(tally: _Tally, stage: str, *, semantic: bool) -> dict[str, dict[str, Any]]:
+    """Summarise one stage's scores: detoxify labels most serious first, or semantic scores by clause.
+
+    Semantic scores are keyed by their clause letter (``semantic.l`` → ``l``), in clause order.
+    """
+    hist = tally.hist[stage]
+    if semantic:
+        labels = sorted(label for label in hist if label.startswith(SEMANTIC_PREFIX))
+    else:
+        labels = sorted((label for label in hist if not label.startswith(SEMANTIC_PREFIX)),
+                        key=_toxicity_rank)
+    out = {}
+    for label in labels:
+        bins = hist[label]
+        count = sum(bins)
+        key = label[len(SEMANTIC_PREFIX):] if semantic else label
+        out[key] = {"count": count, "mean": round(tally.score_sum[stage][label] / count, 4),
+                    "max": round(tally.score_max[stage][label], 4), "flagged": tally.flagged[stage][label],
+                    "flagged_share": _share(tally.flagged[stage][label], count), "histogram": bins}
+    return out
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -168,13 +214,20 @@ def _timeline(times: list[tuple[datetime, str]]) -> dict[str, Any]:
                                      for key, c in sorted(rows.items())]}
 
 
-def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Build clause → controls → firings for every policy in force; return (matrices, notes)."""
+def _compliance(tally: _Tally, policy_ref: str | Path | None,
+                ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Build clause → controls → firings for every policy in force; return (matrices, warnings, notes).
+
+    Warnings change how the matrix must be read (the policy loaded now is not the one recorded) and head
+    the report next to the integrity verdict.
+    """
     from rail.licences import get_licence
-    from rail.policy import load_policy
-    from rail.policy.coverage import coverage
+    from rail.policy import Policy, load_policy
+    from rail.policy.coverage import ClauseCoverage, coverage
 
     notes: list[str] = []
+    warnings: list[str] = []
+    in_force: list[tuple[str, str | None, str | None]]
     if policy_ref is not None:
         in_force = [(str(policy_ref), None, None)]
     else:
@@ -182,24 +235,26 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
                           key=lambda item: (item[0], item[1] or ""))
     matrices = []
     for policy_id, sha256, record_licence in in_force:
-        policy, rows = None, ()
+        policy: Policy | None = None
+        coverage_rows: tuple[ClauseCoverage, ...] = ()
         try:
             policy = load_policy(policy_id)
-            rows, _ = coverage(policy)
+            coverage_rows, _ = coverage(policy)
         except RailError as exc:
             notes.append(f"policy {policy_id!r} could not be loaded ({exc}); its controls are taken from the "
                          "violations recorded")
         if policy is not None and sha256 and policy.sha256 != sha256:
-            notes.append(f"the policy {policy_id!r} available now (sha256 {policy.sha256[:12]}…) differs "
-                         f"from the one in force when the records were written ({sha256[:12]}…)")
+            warnings.append(f"The policy {policy_id!r} available now (sha256 {policy.sha256[:12]}…) differs "
+                            f"from the one in force when the records were written ({sha256[:12]}…): the "
+                            "compliance matrix lists today's controls next to the firings recorded then.")
         licence_id = policy.licence if policy is not None else record_licence
         recorded = {lic for pairs in tally.rule_clauses.values() for lic, _ in pairs if lic}
         if licence_id is None and len(recorded) == 1:
             # Neither a policy nor the records name the licence, but every violation does: use it.
             licence_id = next(iter(recorded))
         controls: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        known = set()
-        for row in rows:
+        known: set[str] = set()
+        for row in coverage_rows:
             for control in row.controls:
                 known.add(control.name)
                 controls[row.clause].append({"rule": control.name, "coverage": ", ".join(control.modes),
@@ -219,15 +274,15 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None) -> tuple[list[dict
             clauses = {}
             notes.append(f"licence {licence_id!r} is not in rail's catalogue; clause texts are missing")
         letters = sorted(set(clauses) | set(controls))
-        rows = [{"clause": letter, "text": clauses.get(letter), "controls": controls.get(letter, []),
+        clause_rows = [{"clause": letter, "text": clauses.get(letter), "controls": controls.get(letter, []),
                  "fired": tally.clause_fired.get(letter, 0),
                  "blocks": tally.blocks_by_clause.get(letter, 0)} for letter in letters]
         matrices.append({"policy_id": policy_id, "policy_sha256": sha256 or getattr(policy, "sha256", None),
-                         "licence": licence_id, "clauses": rows})
-    return matrices, notes
+                         "licence": licence_id, "clauses": clause_rows})
+    return matrices, warnings, notes
 
 
-def build_report(log_path: str | Path, *, since: datetime | None = None, until: datetime | None = None,
+def build_report(log_path: Target, *, since: datetime | None = None, until: datetime | None = None,
                  policy: str | Path | None = None, checkpoints: Iterable[Checkpoint] = (),
                  key: CheckpointKey | None = None) -> dict[str, Any]:
     """Aggregate the records of ``log_path`` between ``since`` and ``until`` (inclusive) into a report dict.
@@ -241,26 +296,27 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
     integrity = verify_log(log_path, checkpoints=checkpoints, key=key)
     tally = _Tally()
     unreadable: list[int] = []
-    # A record edited into something that is not a valid record is counted and skipped, so the auditor still
-    # gets the report (headed by the integrity verdict) instead of an error.
-    for _, record in read_records(log_path, on_error=lambda seq, _: unreadable.append(seq)):
-        moment = _record_time(record)
-        if moment is not None and ((since and moment < since) or (until and moment > until)):
-            continue
-        if moment is None and (since or until):
-            continue
-        tally.add(record, moment)
-    matrices, notes = _compliance(tally, policy)
-    stages = {}
-    for stage in ("prompt", "output"):
-        labels = {}
-        for label, bins in sorted(tally.hist[stage].items()):
-            count = sum(bins)
-            labels[label] = {"count": count, "mean": round(tally.score_sum[stage][label] / count, 4),
-                             "max": round(tally.score_max[stage][label], 4),
-                             "flagged": tally.flagged[stage][label],
-                             "flagged_share": _share(tally.flagged[stage][label], count), "histogram": bins}
-        stages[stage] = labels
+    notes: list[str] = []
+    last_read = 0
+    # A record edited into something that is not a valid record is counted and skipped, and damaged storage
+    # ends the reading, so the auditor still gets the report (headed by the integrity verdict).
+    try:
+        for seq, record in read_records(log_path, on_error=lambda seq, _: unreadable.append(seq)):
+            last_read = seq
+            moment = _record_time(record)
+            if moment is not None and ((since and moment < since) or (until and moment > until)):
+                continue
+            if moment is None and (since or until):
+                continue
+            tally.add(record, moment)
+    except AuditCorruptError as exc:
+        if last_read:
+            notes.append(f"the log's storage is damaged, so reading stopped after record {last_read:,}: "
+                         f"{exc}; every figure below covers only the records read before the damage")
+        else:
+            notes.append(f"the log's storage is damaged and no record could be read: {exc}")
+    matrices, warnings, policy_notes = _compliance(tally, policy)
+    notes += policy_notes
     first = min((t for t, _ in tally.times), default=None)
     last = max((t for t, _ in tally.times), default=None)
     if tally.undated:
@@ -269,7 +325,7 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
         "format": "rail-audit-report/1",
         "generated": utc_now(),
         "rail_version": __version__,
-        "log": str(log_path),
+        "log": describe_target(log_path),
         "period": {"since": since.isoformat() if since else None,
                    "until": until.isoformat() if until else None,
                    "first": first.isoformat() if first else None,
@@ -283,7 +339,10 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
         "blocks_by_clause": dict(tally.blocks_by_clause.most_common()),
         "blocks_by_rule": dict(tally.blocks_by_rule.most_common()),
         "rules_fired": dict(tally.fired.most_common()),
-        "toxicity": {"bins": BINS, "flag_at": FLAG_AT, **stages},
+        "toxicity": {"bins": BINS, "flag_at": FLAG_AT,
+                     **{stage: _distributions(tally, stage, semantic=False) for stage in STAGES}},
+        "semantic": {"bins": BINS, "flag_at": FLAG_AT,
+                     **{stage: _distributions(tally, stage, semantic=True) for stage in STAGES}},
         "languages": dict(tally.languages.most_common()),
         "models": dict(tally.models.most_common()),
         "deployments": dict(tally.deployments.most_common()),
@@ -296,6 +355,7 @@ def build_report(log_path: str | Path, *, since: datetime | None = None, until: 
         "latency_ms": {"p50": _percentile(tally.durations, 0.5), "p95": _percentile(tally.durations, 0.95),
                        "max": max(tally.durations, default=None)},
         "compliance": matrices,
+        "warnings": warnings,
         "notes": notes,
     }
 

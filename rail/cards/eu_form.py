@@ -79,19 +79,24 @@ def _model_size(card: CardData) -> str | None:
 def _licence_link(card: CardData) -> str | None:
     if card.metadata.get("license_link"):
         return card.metadata["license_link"]
-    if card.licence_id in known_licences():
-        return get_licence(card.licence_id).url
+    if card.licence_id in known_licences() and get_licence(str(card.licence_id)).wording != "family":
+        return get_licence(str(card.licence_id)).url
     return None
 
 
 def _acceptable_use(card: CardData) -> str | None:
-    if card.licence_id in known_licences():
-        licence = get_licence(card.licence_id)
-        return f"The use restrictions of the {licence.name}, Attachment A ({licence.url})"
-    return None
+    if card.licence_id not in known_licences():
+        return None
+    licence = get_licence(str(card.licence_id))
+    if licence.wording == "family":
+        link = card.metadata.get("license_link")
+        return "The use restrictions of the Open RAIL licence distributed with the model" + (
+            f" ({link})" if link else ""
+        )
+    return f"The use restrictions of the {licence.name}, Attachment A ({licence.url})"
 
 
-def _licence(card: CardData) -> str:
+def _licence(card: CardData) -> str | None:
     return card.licence_id
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rail.cards.card import CardData
+from rail.cards.card import CardData, card_schema
 from rail.cards.eu_form import fill_form
 from rail.cards.text import PLACEHOLDER, flatten, is_placeholder
 
@@ -63,12 +63,17 @@ PLACEHOLDER_CONTEXT = 40
 
 @dataclass(frozen=True)
 class LintItem:
-    """One expected item: its framework, name, status (ok, missing, placeholder) and where to add it."""
+    """One expected item: its framework, name, status (ok, missing, placeholder) and where to add it.
+
+    ``paths`` are the card fields that satisfy the item; ``suggestion`` says what to add in the card's own
+    terms: YAML keys for a structured card, a README section (and field) for an imported one.
+    """
 
     framework: str
     item: str
     status: str
     paths: tuple[str, ...]
+    suggestion: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
@@ -77,6 +82,7 @@ class LintItem:
             "item": self.item,
             "status": self.status,
             "paths": list(self.paths),
+            "add": self.suggestion or ", ".join(self.paths),
         }
 
 
@@ -116,12 +122,38 @@ def _status(card: CardData, paths: tuple[tuple[str, ...], ...]) -> str:
     return "ok" if any(v is not None and not is_placeholder(v) for v in values) else "placeholder"
 
 
+def _suggestion(card: CardData, paths: tuple[str, ...]) -> str:
+    """What to add: YAML keys, or for an imported README a section (with its field) or labelled fact lines."""
+    body_paths = [p for p in paths if not p.startswith(("metadata.", "eu."))]
+    if card.body is None or not body_paths:
+        return ", ".join(paths)
+    props = card_schema()["properties"]
+    owner, _, sub = body_paths[0].partition(".")
+    owner_title = props[owner].get("title", owner)
+    sub_props = props[owner].get("properties", {})
+    facts = [
+        p.partition(".")[2]
+        for p in body_paths
+        if sub_props.get(p.partition(".")[2], {}).get("x-render") == "fact"
+    ]
+    if facts and len(facts) == len(body_paths):
+        lines = ", ".join(f"'- **{sub_props[f]['title']}:** …'" for f in facts)
+        return f"{lines} in a section headed '{owner_title}' (field {owner})"
+    heading = sub_props[sub].get("title", sub) if sub else owner_title
+    return f"a section headed '{heading}' (field {body_paths[0]})"
+
+
 def lint_card(card: CardData) -> LintReport:
-    """Check ``card`` against the three frameworks; the report lists what is missing or a placeholder."""
+    """Check ``card`` against the three frameworks; the report lists what is missing or a placeholder.
+
+    Content counts wherever the card holds it: a structured key, an imported README section whose heading
+    names the field (at any depth, under any heading), or a custom section with such a heading.
+    """
     items: list[LintItem] = []
     for framework, table in (("huggingface", HF_TEMPLATE), ("mitchell", MITCHELL)):
         for name, paths in table:
-            items.append(LintItem(framework, name, _status(card, paths), tuple(".".join(p) for p in paths)))
+            dotted = tuple(".".join(p) for p in paths)
+            items.append(LintItem(framework, name, _status(card, paths), dotted, _suggestion(card, dotted)))
     for filled in fill_form(card):
         raw = (card.data.get("eu") or {}).get(filled.field.key)
         status = "ok" if filled.value is not None else ("placeholder" if raw is not None else "missing")
@@ -131,6 +163,7 @@ def lint_card(card: CardData) -> LintReport:
                 f"{filled.field.section} — {filled.field.label}",
                 status,
                 (f"eu.{filled.field.key}",),
+                f"eu.{filled.field.key}",
             )
         )
     return LintReport(card.source, tuple(items), tuple(_placeholder_paths(card.data, ())))
@@ -140,12 +173,25 @@ def _placeholder_paths(node: Any, path: tuple[str | int, ...]) -> list[str]:
     if isinstance(node, dict):
         return [p for k, v in node.items() for p in _placeholder_paths(v, (*path, k))]
     if isinstance(node, list):
+        if path == ("body",):
+            return [p for i, v in enumerate(node) for p in _section_placeholders(v, i)]
         return [p for i, v in enumerate(node) for p in _placeholder_paths(v, (*path, i))]
     text = flatten(node)
     match = PLACEHOLDER.search(text)
     if match is None:
         return []
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return [f"{where}: {_excerpt(text, match)!r}"]
+
+
+def _section_placeholders(section: Any, index: int) -> list[str]:
+    """Placeholders in an imported README section, named by the section's heading."""
+    text = str(section.get("markdown", "")) if isinstance(section, dict) else ""
+    match = PLACEHOLDER.search(text)
+    if match is None:
+        return []
+    heading = section.get("heading")
+    where = f"body[{index}] (section '{heading}')" if heading else f"body[{index}]"
     return [f"{where}: {_excerpt(text, match)!r}"]
 
 

@@ -1,8 +1,11 @@
 """Render a card to a Hugging Face README (Markdown), a self-contained HTML page, or the EU form.
 
 Templates are jinja2 with StrictUndefined; HTML templates (``*.html.j2``) are autoescaped, Markdown ones
-are not. A ``template_dir`` overrides built-in templates file by file. Whatever the template, a card under a
-RAIL licence carries the licence's use restrictions (exact wording) and the notice to redistributors: when a
+are not. A ``template_dir`` overrides built-in templates file by file. An imported card (one with ``body``)
+renders its README sections back exactly as written; card Markdown in HTML keeps its own HTML, passed
+through an allow-list sanitizer. Whatever the template, a card under a RAIL licence carries the licence
+section: the use restrictions word for word where the licence has a fixed list rail holds, what can
+honestly be said where it does not (``openrail`` names a family), and the notice to redistributors. When a
 template leaves them out, rail appends its own licence section and says so in
 :attr:`Rendered.appended_licence`.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import html
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,11 +22,11 @@ from typing import Any
 
 import jinja2
 import yaml
-from markdown_it import MarkdownIt
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from rail.cards.card import CardData
 from rail.cards.eu_form import fill_form
+from rail.cards.markdown import join_sections, parser, render_html, sanitize_html
 from rail.cards.tree import Section, body_sections, format_value, slug
 from rail.errors import ConfigError
 from rail.licences import Licence, get_licence, is_rail_licence, known_licences
@@ -42,6 +46,7 @@ LICENCE_TEMPLATES = {
     Format.HTML: "licence.html.j2",
     Format.EU_GPAI: "licence.md.j2",
 }
+LICENCE_HEADING = "Licence and Use Restrictions"
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,10 @@ class Rendered:
 
 
 def card_licence(card: CardData) -> Licence | None:
-    """Return the RAIL licence whose restrictions the card must carry, or None for a non-RAIL licence.
+    """Return the RAIL licence whose terms the card must carry, or None for a non-RAIL licence.
 
-    Raises ConfigError for a RAIL-family licence rail has no exact wording for: a card must not go out
-    under a use-restricted licence without its restrictions.
+    Raises ConfigError for a RAIL-family licence id rail does not know (validation refuses such a card too):
+    a card must not go out under a use-restricted licence without its terms.
     """
     if not is_rail_licence(card.licence_id):
         return None
@@ -68,45 +73,33 @@ def card_licence(card: CardData) -> Licence | None:
             path="metadata.license",
             hint=f"use one of {', '.join(known_licences())}, or add the licence to rail's catalogue",
         )
-    return get_licence(card.licence_id)
+    return get_licence(str(card.licence_id))
 
 
 def front_matter(card: CardData) -> str:
     """Return the metadata as YAML that huggingface_hub reads back unchanged (order kept, ``no`` quoted)."""
+    if not card.metadata:
+        return ""
     return yaml.safe_dump(_plain(card.metadata), sort_keys=False, allow_unicode=True, width=100)
 
 
 def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
+    if isinstance(node, Mapping):
         return {k: _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node
 
 
-def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
-
-    # Remote images would make the page load external assets; show them as links instead.
-    def image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
-        token = tokens[idx]
-        alt = self.renderInlineAsText(token.children or [], options, env) or token.attrGet("src")
-        src = html.escape(str(token.attrGet("src")))
-        return f'<a class="image-link" href="{src}">[image: {html.escape(alt)}]</a>'
-
-    md.add_render_rule("image", image_as_link)
-    return md
-
-
-_MD = _markdown()
+_MD = parser()
 
 
 def _md_block(text: Any) -> Markup:
-    return Markup(_MD.render(format_value(text)))
+    return Markup(sanitize_html(_MD.render(format_value(text))))
 
 
 def _md_inline(text: Any) -> Markup:
-    return Markup(_MD.renderInline(format_value(text)))
+    return Markup(sanitize_html(_MD.renderInline(format_value(text))))
 
 
 def _md_cell(text: Any) -> str:
@@ -126,7 +119,7 @@ def _environment(template_dir: str | Path | None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
-        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -135,8 +128,52 @@ def _environment(template_dir: str | Path | None) -> jinja2.Environment:
     return env
 
 
-def _context(card: CardData, licence: Licence | None) -> dict[str, Any]:
-    sections = body_sections(card)
+@dataclass(frozen=True)
+class _Body:
+    """An imported card's README body, split where the licence section goes."""
+
+    before: str
+    after: str
+    licence_level: int
+    toc: tuple[tuple[str, str], ...] = ()
+    html_before: str = ""
+    html_after: str = ""
+    has_title: bool = False
+
+
+def _split_body(body: Sequence[Mapping[str, Any]], fmt: Format) -> _Body:
+    """Split at the end of the Uses section (with its sub-sections), else at the end of the body."""
+    at, level = len(body), 0
+    uses = next((i for i, s in enumerate(body) if s.get("field") == "uses"), None)
+    if uses is not None:
+        level = int(body[uses]["level"])
+        at = next(
+            (
+                j
+                for j in range(uses + 1, len(body))
+                if "heading" in body[j] and int(body[j]["level"]) <= level
+            ),
+            len(body),
+        )
+    else:
+        levels = [int(s["level"]) for s in body[1:] if "heading" in s]
+        level = min(levels) if levels else 2
+    before, after = join_sections(body[:at]), join_sections(body[at:])
+    has_title = any(s.get("level") == 1 for s in body)
+    if fmt is not Format.HTML:
+        return _Body(before, after, max(level, 1), has_title=has_title)
+    seen: dict[str, int] = {"licence-and-use-restrictions": 1}
+    headings: list[tuple[int, str, str]] = []
+    html_before = render_html(before, seen, headings)
+    html_after = render_html(after, seen, headings)
+    levels = [lvl for lvl, _, _ in headings if lvl > 1]
+    toc = tuple((text, anchor) for lvl, text, anchor in headings if levels and lvl == min(levels))
+    return _Body(before, after, max(level, 1), toc, html_before, html_after, has_title)
+
+
+def _context(card: CardData, licence: Licence | None, fmt: Format) -> dict[str, Any]:
+    body = _split_body(card.body, fmt) if card.body is not None else None
+    sections = body_sections(card) if body is None else ()
     filled = fill_form(card)
     return {
         "card": card.data,
@@ -148,8 +185,11 @@ def _context(card: CardData, licence: Licence | None) -> dict[str, Any]:
         "card_date": card.data.get("card_date", ""),
         "notices": card.data.get("notices", []),
         "sections": sections,
+        "body": body,
         "licence": licence,
-        "licence_id": card.licence_id,
+        "licence_id": card.licence_id or "",
+        "licence_link": card.metadata.get("license_link") or "",
+        "licence_level": body.licence_level if body is not None else 2,
         "restrictions": list(licence.restrictions.items()) if licence else [],
         "licence_after": _licence_anchor(sections),
         "eu_fields": filled,
@@ -175,7 +215,7 @@ def render_card(
     fmt = Format(fmt)
     licence = card_licence(card)
     env = _environment(template_dir)
-    context = _context(card, licence)
+    context = _context(card, licence, fmt)
     text = _render(env, TEMPLATES[fmt], context)
     appended = False
     if licence is not None and not carries_licence(text, licence, fmt):
@@ -187,9 +227,11 @@ def render_card(
 
 def carries_licence(text: str, licence: Licence, fmt: Format | str) -> bool:
     """Whether ``text`` holds every use restriction of ``licence`` word for word, and its notice."""
-    escape = (lambda s: html.escape(s, quote=False)) if Format(fmt) is Format.HTML else (lambda s: s)
     needed = [*licence.restrictions.values(), licence.notice]
-    return all(escape(piece) in text for piece in needed)
+    if Format(fmt) is not Format.HTML:
+        return all(piece in text for piece in needed)
+    # Templates escape quotes (&#39;), hand-written HTML may not: either form counts.
+    return all(str(escape(piece)) in text or html.escape(piece, quote=False) in text for piece in needed)
 
 
 def _append(text: str, section: str, fmt: Format) -> str:

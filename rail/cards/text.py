@@ -34,8 +34,14 @@ def _collect(value: Any, parts: list[str]) -> None:
 
 
 def is_placeholder(value: Any) -> bool:
-    """Whether ``value`` gives nothing yet: missing, empty, or only texts like "[More Information Needed]"."""
+    """Whether ``value`` gives nothing yet: missing, empty, or only lines like "[More Information Needed]".
+
+    Text counts line by line (headings aside), so a long section that mentions "forthcoming" once still
+    counts as written, while one whose every line is a placeholder does not.
+    """
     parts: list[str] = []
     _collect(value, parts)
-    texts = [p for p in parts if p.strip()]
-    return all(PLACEHOLDER.search(t) for t in texts)
+    lines = [
+        line for p in parts for line in p.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return all(PLACEHOLDER.search(line) for line in lines)

@@ -1,7 +1,8 @@
 """``rail audit``: create keys, verify, checkpoint, export, import and report on tamper-evident audit logs.
 
-Exit codes: 0 intact / done, 1 the log was tampered with (verify; checkpoint refuses to sign it), 2 usage
-errors (missing file, not a rail log, bad key, bad date).
+Every LOG is a file path (SQLite) or a ``postgresql://`` URL. Exit codes: 0 intact / done, 1 the log was
+tampered with or is damaged (verify; checkpoint refuses to sign it), 2 usage errors (missing file, not a rail
+log, bad key, bad date, a store that cannot be written).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import click
 from rail.errors import AuditError
 
 if TYPE_CHECKING:
-    from rail.audit.keys import CheckpointKey
+    from rail.signing import CheckpointKey
 
 _KEY_HELP = "Ed25519 public key (or private key) that signed the checkpoints."
+_LOG_METAVAR = "LOG"
 
 
 def _verify_key(public_key: Path | None, hmac_key: Path | None) -> CheckpointKey | None:
-    from rail.audit.keys import HMAC_SHA256, load_key
+    from rail.signing import HMAC_SHA256, load_key
 
     if public_key and hmac_key:
         raise AuditError("give either --public-key or --hmac-key, not both")
@@ -41,7 +43,11 @@ def _verify_key(public_key: Path | None, hmac_key: Path | None) -> CheckpointKey
 
 @click.group("audit")
 def audit() -> None:
-    """Verify, export and report on rail's tamper-evident audit logs."""
+    """Verify, export and report on rail's tamper-evident audit logs.
+
+    Every LOG is a SQLite file path or a postgresql:// URL (for example
+    postgresql://rail_auditor@db.internal/rail).
+    """
 
 
 @audit.command("keygen")
@@ -50,7 +56,7 @@ def audit() -> None:
               show_default=True, help="Ed25519 key pair (verifiers need only the .pub) or an HMAC secret.")
 def keygen(key_file: Path, alg: str) -> None:
     """Create a checkpoint signing key (mode 0600); Ed25519 also writes KEY_FILE.pub for verifiers."""
-    from rail.audit.keys import generate_key
+    from rail.signing import generate_key
 
     private, public = generate_key(key_file, alg)
     click.echo(f"wrote private key {private} (keep it with the service that writes the log)")
@@ -59,13 +65,13 @@ def keygen(key_file: Path, alg: str) -> None:
 
 
 @audit.command("verify")
-@click.argument("log", type=click.Path(path_type=Path))
+@click.argument("log", metavar=_LOG_METAVAR)
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(path_type=Path),
               help="Checkpoint file kept outside the log (repeatable); detects truncation of the tail.")
 @click.option("--public-key", type=click.Path(path_type=Path), help=_KEY_HELP)
 @click.option("--hmac-key", type=click.Path(path_type=Path), help="HMAC key that signed the checkpoints.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify(log: Path, checkpoint_files: tuple[Path, ...], public_key: Path | None, hmac_key: Path | None,
+def verify(log: str, checkpoint_files: tuple[Path, ...], public_key: Path | None, hmac_key: Path | None,
            as_json: bool) -> None:
     """Check the hash chain and checkpoints of LOG; exit 0 intact, 1 tampered, 2 usage error."""
     from rail.audit.chain import load_checkpoint
@@ -77,7 +83,7 @@ def verify(log: Path, checkpoint_files: tuple[Path, ...], public_key: Path | Non
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
-        click.echo(f"{log}: {result.summary()}")
+        click.echo(f"{result.path}: {result.summary()}")
         for problem in result.problems[1:]:
             click.echo(f"  also: {problem}")
         for note in result.notes:
@@ -86,19 +92,20 @@ def verify(log: Path, checkpoint_files: tuple[Path, ...], public_key: Path | Non
 
 
 @audit.command("checkpoint")
-@click.argument("log", type=click.Path(path_type=Path))
+@click.argument("log", metavar=_LOG_METAVAR)
 @click.option("--signing-key", type=click.Path(path_type=Path),
               help="Private key (or HMAC key) to sign a new checkpoint of the current head.")
 @click.option("--latest", is_flag=True, help="Export the newest checkpoint stored in the log instead.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Checkpoint file to write; keep it somewhere the log's writers cannot change.")
-def checkpoint(log: Path, signing_key: Path | None, latest: bool, output: Path) -> None:
+def checkpoint(log: str, signing_key: Path | None, latest: bool, output: Path) -> None:
     """Sign the log's current size and head (or export the latest stored checkpoint) to a file.
 
     The chain is verified before signing: a tampered log is refused (exit 1, naming the first bad record),
     since a signature over it would vouch for the tampering. ``--latest`` only reads the log.
     """
     from rail.audit.log import AuditLog, read_checkpoints
+    from rail.audit.store import describe_target
     from rail.audit.verify import verify_log
 
     if latest == bool(signing_key):
@@ -106,12 +113,12 @@ def checkpoint(log: Path, signing_key: Path | None, latest: bool, output: Path) 
     if latest:
         stored = read_checkpoints(log)
         if not stored:
-            raise AuditError(f"{log} holds no checkpoint yet; sign one with --signing-key")
+            raise AuditError(f"{describe_target(log)} holds no checkpoint yet; sign one with --signing-key")
         made = stored[-1]
     else:
         result = verify_log(log)
         if not result.ok:
-            click.echo(f"{log}: {result.summary()}\nrefusing to sign a checkpoint of a tampered log",
+            click.echo(f"{result.path}: {result.summary()}\nrefusing to sign a checkpoint of a tampered log",
                        err=True)
             sys.exit(1)
         # privacy="full" because nothing is appended here: no salt is needed or checked.
@@ -122,30 +129,31 @@ def checkpoint(log: Path, signing_key: Path | None, latest: bool, output: Path) 
 
 
 @audit.command("export")
-@click.argument("log", type=click.Path(path_type=Path))
+@click.argument("log", metavar=_LOG_METAVAR)
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-def export(log: Path, output: Path) -> None:
+def export(log: str, output: Path) -> None:
     """Write LOG (records and checkpoints) as JSON lines to OUTPUT."""
     from rail.audit.exchange import export_jsonl
 
     count = export_jsonl(log, output)
-    click.echo(f"exported {count} records to {output}")
+    click.echo(f"exported {count:,} records to {output}")
 
 
 @audit.command("import")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("log", metavar=_LOG_METAVAR)
 @click.option("--force", is_flag=True, help="Import even if the chain is broken (verify will report it).")
-def import_(source: Path, log: Path, force: bool) -> None:
+def import_(source: Path, log: str, force: bool) -> None:
     """Build a new log LOG from a JSON-lines export, refusing a broken chain unless --force."""
     from rail.audit.exchange import import_jsonl
+    from rail.audit.store import describe_target
 
     count = import_jsonl(source, log, force=force)
-    click.echo(f"imported {count} records into {log}")
+    click.echo(f"imported {count:,} records into {describe_target(log)}")
 
 
 @audit.command("report")
-@click.argument("log", type=click.Path(path_type=Path))
+@click.argument("log", metavar=_LOG_METAVAR)
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="html", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (atomically); default standard output.")
@@ -156,7 +164,7 @@ def import_(source: Path, log: Path, force: bool) -> None:
               help="Checkpoint file for the integrity verdict (repeatable).")
 @click.option("--public-key", type=click.Path(path_type=Path), help=_KEY_HELP)
 @click.option("--hmac-key", type=click.Path(path_type=Path), help="HMAC key that signed the checkpoints.")
-def report(log: Path, fmt: str, output: Path | None, since: str | None, until: str | None, policy: str | None,
+def report(log: str, fmt: str, output: Path | None, since: str | None, until: str | None, policy: str | None,
            checkpoint_files: tuple[Path, ...], public_key: Path | None, hmac_key: Path | None) -> None:
     """Summarise LOG for people: integrity verdict, decisions, blocks, scores, attribution, compliance."""
     from rail.audit.chain import load_checkpoint, write_atomic

@@ -24,7 +24,14 @@ def validate_command(cards: tuple[Path, ...]) -> None:
 
     for path in cards:
         card = load_card(path)
-        click.echo(f"{path}: valid card ({len(card.data)} top-level keys, licence {card.licence_id})")
+        for warning in card.warnings:
+            click.echo(f"rail: warning: {warning}", err=True)
+        kind = (
+            f"{len(card.body)} README sections"
+            if card.body is not None
+            else f"{len(card.data)} top-level keys"
+        )
+        click.echo(f"{path}: valid card ({kind}, licence {card.licence_id or 'not stated'})")
 
 
 @card_group.command("render")
@@ -86,7 +93,7 @@ def lint_command(card: Path, threshold: float, as_json: bool) -> None:
         for framework in FRAMEWORKS:
             click.echo(f"  {framework:<12} {report.score(framework):.0%}")
         for item in report.problems:
-            click.echo(f"  {item.status:<11} [{item.framework}] {item.item}  (add: {', '.join(item.paths)})")
+            click.echo(f"  {item.status:<11} [{item.framework}] {item.item}  (add: {item.suggestion})")
         for where in report.placeholders:
             click.echo(f"  placeholder {where}")
     if report.score() < threshold:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
 from rail.cli.jsonl import read_objects, read_text_input
 from rail.errors import ConfigError
-from rail.policy import DEFAULT_POLICY, Decision, PolicyEngine, load_policy
+from rail.policy import DEFAULT_POLICY, Decision, Policy, PolicyEngine, load_policy
 
 _STAGES = click.Choice(["input", "output"])
 
@@ -137,10 +139,11 @@ def check_command(
         PolicyEngine(policy), ScorerSettings.from_env(scorer_settings), weights_free=weights_free,
         without=without,
     )
+    items: list[tuple[Any, str, str | None]]
     if jsonl is not None:
         items = _read_jsonl(jsonl)
     else:
-        body = read_text_input(sys.stdin.buffer) if text == "-" else text
+        body = read_text_input(sys.stdin.buffer) if text == "-" or text is None else text
         items = [(None, body, stage)]
     stages = [item_stage or stage for _, _, item_stage in items]
     decisions: list[Decision | None] = [None] * len(items)
@@ -184,12 +187,14 @@ def validate_command(file: str) -> None:
 @click.argument("file", required=False, default=DEFAULT_POLICY)
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
 def explain_command(file: str, as_json: bool) -> None:
-    """Print the coverage matrix of FILE clause by clause; exit 1 if a clause has no control."""
+    """Print the coverage matrix of FILE clause by clause, with how rail reads each clause; exit 1 if a clause
+    has no control."""
     from rail.policy.coverage import coverage
 
     policy = load_policy(file)
     rows, others = coverage(policy)
     gaps = [row.clause for row in rows if not row.covered]
+    readings = _readings(policy)
     if as_json:
         click.echo(
             json.dumps(
@@ -201,6 +206,7 @@ def explain_command(file: str, as_json: bool) -> None:
                     "clauses": [r.to_dict() for r in rows],
                     "other_controls": [c.to_dict() for c in others],
                     "gaps": gaps,
+                    "readings": readings,
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -215,6 +221,10 @@ def explain_command(file: str, as_json: bool) -> None:
             click.echo("    NO CONTROL — this clause is not covered by the policy")
         for c in row.controls:
             click.echo(f"    {c.name:<36} {', '.join(c.modes):<45} stages: {', '.join(c.stages)}")
+        if row.clause in readings:
+            reading = readings[row.clause]
+            text = f"how rail reads it ({reading['bank']}): {reading['reading']}"
+            click.echo(textwrap.fill(text, width=108, initial_indent="    ", subsequent_indent="      "))
     if others:
         click.echo("\nControls citing no licence clause:")
         for c in others:
@@ -225,6 +235,27 @@ def explain_command(file: str, as_json: bool) -> None:
         + (f"; gaps: {', '.join(gaps)}" if gaps else "")
     )
     sys.exit(1 if gaps else 0)
+
+
+def _readings(policy: Policy) -> dict[str, dict[str, str]]:
+    """Each clause's reading from the exemplar banks of the policy's semantic rules (first bank wins)."""
+    from rail.policy.checks.semantic import SemanticCheck
+
+    out: dict[str, dict[str, str]] = {}
+    for rule in policy.rules:
+        if isinstance(rule.check, SemanticCheck):
+            bank = rule.check.bank
+            for clause, reading in bank.readings.items():
+                out.setdefault(
+                    clause,
+                    {
+                        "title": reading.title,
+                        "reading": reading.reading,
+                        "bank": Path(bank.path).name,
+                        "source": reading.source,
+                    },
+                )
+    return out
 
 
 COMMANDS: list[click.Command] = [check_command, policy_group]

@@ -32,17 +32,6 @@ def _read_jsonl(path: str) -> list[tuple[Any, str]]:
     return items
 
 
-def _audit_sink(path: str | None, privacy: str) -> Any:
-    """The sink for ``--audit-log``: the hash-chained AuditLog, or plain JSON lines for a ``.jsonl`` path."""
-    if not path:
-        return None
-    from rail.audit import AuditLog, JsonlSink
-
-    if path.endswith(".jsonl"):
-        return JsonlSink(path, privacy=privacy)
-    return AuditLog(path, privacy=privacy)
-
-
 def _watermark_options(func: Any) -> Any:
     for option in reversed(
         [
@@ -149,8 +138,8 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option(
     "--audit-log",
     type=click.Path(dir_okay=False),
-    help="Record every request in this tamper-evident audit log (SQLite; created if missing). "
-    "A path ending in .jsonl gets plain JSON lines instead (no hash chain).",
+    help="Record every request in this tamper-evident audit log: a SQLite file (created if missing) or a "
+    "postgresql:// URL. A path ending in .jsonl gets plain JSON lines instead (no hash chain).",
 )
 @click.option(
     "--audit-privacy",
@@ -168,7 +157,7 @@ def _watermark_settings(kw: dict[str, Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
     """Generate with BLOOM/BLOOMZ through the licence gate: checks, scores, attribution, audit."""
-    from rail.gate import GatedGenerator
+    from rail.gate import GatedGenerator, GateResult
     from rail.generation import GenerationParams
     from rail.scoring import ScorerSettings
 
@@ -195,7 +184,9 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         stop=tuple(kw["stop"]),
         repetition_penalty=kw["repetition_penalty"],
     )
-    sink = _audit_sink(kw["audit_log"], kw["audit_privacy"])
+    from rail.audit import open_sink
+
+    sink = open_sink(kw["audit_log"], privacy=kw["audit_privacy"]) if kw["audit_log"] else None
     gate = GatedGenerator(
         model=kw["model"],
         declaration=kw["declaration"],
@@ -214,6 +205,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         },
     )
 
+    results: list[GateResult | None]
     if kw["stream"]:
         stream = gate.generate_stream(items[0][1])
         for chunk in stream:
@@ -223,7 +215,7 @@ def generate_command(prompts: tuple[str, ...], **kw: Any) -> None:
         if not kw["as_json"] and results[0] is not None and results[0].allowed:
             click.echo()
     else:
-        results = gate.generate_batch([p for _, p in items])
+        results = list(gate.generate_batch([p for _, p in items]))
 
     blocked = False
     for (item_id, _), result in zip(items, results, strict=True):

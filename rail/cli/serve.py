@@ -23,12 +23,14 @@ from rail.policy import DEFAULT_POLICY
 _DEFAULT_LOG = "rail-audit.db"
 
 
-def _store(path: str, privacy: str) -> Any:
-    from rail.audit import AuditLog, JsonlSink
+def _store(target: str, privacy: str) -> Any:
+    """The audit log at ``target`` (SQLite path or postgresql:// URL); ``.jsonl`` paths get fsync'd lines."""
+    from rail.audit import JsonlSink, open_sink
+    from rail.audit.store import is_url
 
-    if path.endswith(".jsonl"):
-        return JsonlSink(path, privacy=privacy, fsync=True)
-    return AuditLog(path, privacy=privacy)
+    if not is_url(target) and target.endswith(".jsonl"):
+        return JsonlSink(target, privacy=privacy, fsync=True)
+    return open_sink(target, privacy=privacy)
 
 
 @click.command("serve")
@@ -56,8 +58,8 @@ def _store(path: str, privacy: str) -> Any:
     "--audit-log",
     default=_DEFAULT_LOG,
     show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Tamper-evident audit log (SQLite; created if missing; .jsonl for plain JSON lines).",
+    help="Tamper-evident audit log: a SQLite path (created if missing) or a postgresql:// URL; a .jsonl path "
+    "gets plain JSON lines.",
 )
 @click.option(
     "--audit-privacy",
@@ -179,6 +181,7 @@ def serve_command(**kw: Any) -> None:
     """Serve BLOOM over OpenAI's HTTP API with the licence gate on every route."""
     import uvicorn
 
+    from rail.audit.store import is_url
     from rail.scoring import ScorerSettings, ToxicityScorer
     from rail.server.app import DrainingServer, create_app
     from rail.server.auth import KeyLimits, keys_from_cli, load_keys_file
@@ -238,7 +241,7 @@ def serve_command(**kw: Any) -> None:
         limits=limits,
         chat=chat,
         model_name=name,
-        audit_path=None if kw["audit_log"].endswith(".jsonl") else Path(kw["audit_log"]),
+        audit_path=None if is_url(kw["audit_log"]) else Path(kw["audit_log"]),
         scorer=scorer,
         signing_key=kw["sign_key"],
         without=kw["without"],

@@ -209,7 +209,7 @@ def load_model(
         if progress:
             hf_logging.enable_progress_bar()
     if "device_map" not in model_kwargs:
-        net = net.to(device or "cpu")
+        net = net.to(device or "cpu")  # type: ignore[arg-type]  # transformers types .to() for models only
     net.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from rail.errors import DeploymentRefused
-from rail.policy.checks import CheckInput, CheckUnavailable, Finding
+from rail.policy.checks import CheckInput, CheckUnavailable, Finding, group_checks
 from rail.policy.decision import Action, Decision, Stage, Verdict, Violation
 from rail.policy.declaration import Declaration
 from rail.policy.loader import Policy, Rule
@@ -28,6 +28,8 @@ class PolicyEngine:
         self._by_stage: dict[Stage, tuple[Rule, ...]] = {
             stage: tuple(r for r in policy.rules if stage in r.stages) for stage in Stage
         }
+        for stage in (Stage.INPUT, Stage.OUTPUT):
+            group_checks(stage.value, [(r.kind, r.check) for r in self._by_stage[stage]])
 
     def rules_for(self, stage: Stage | str) -> tuple[Rule, ...]:
         """Return the enabled rules that run at ``stage``."""

@@ -192,7 +192,13 @@ def _resolve(
             hint="remove one of the extends",
         )
     if len(stack) >= 16:
-        raise ConfigError("policies extend each other more than 16 levels deep", source=doc.source)
+        raise ConfigError(
+            "policies extend each other more than 16 levels deep",
+            source=doc.source,
+            line=doc.line_of(["extends"]) or 1,
+            path="extends",
+            hint=f"flatten the chain that starts at {stack[0]}",
+        )
     if not isinstance(doc.data, dict):
         raise ConfigError(
             "a policy must be a mapping of keys (id, version, licence, rules, …)",

@@ -18,8 +18,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from rail.audit.record import AuditRecord, AuditSink
-from rail.errors import AuditError
+from rail.audit.record import AuditRecord
+from rail.audit.sinks import AuditSink
+from rail.errors import AuditError, AuditWriteError
 
 __all__ = ["GroupCommit"]
 
@@ -58,7 +59,7 @@ class GroupCommit:
         future: Future[int | None] = Future()
         with self._cond:
             if self._closed:
-                raise AuditError("the audit sink is closed: the server is shutting down")
+                raise AuditWriteError("the audit sink is closed: the server is shutting down")
             self._pending.append((record, future))
             self._results[record.request_id] = future
             while len(self._results) > _UNCLAIMED_LIMIT:
@@ -70,7 +71,7 @@ class GroupCommit:
         future: Future[int | None] = Future()
         with self._cond:
             if self._closed:
-                raise AuditError("the audit sink is closed: the server is shutting down")
+                raise AuditWriteError("the audit sink is closed: the server is shutting down")
             self._pending.append((None, future))
             self._cond.notify()
         await asyncio.wrap_future(future)
@@ -118,7 +119,7 @@ class GroupCommit:
             try:
                 written = iter(self._write(records) if records else [])
             except BaseException as exc:  # every waiter learns of the failure; none is answered
-                error = exc if isinstance(exc, AuditError) else AuditError(f"audit write failed: {exc}")
+                error = exc if isinstance(exc, AuditError) else AuditWriteError(f"audit write failed: {exc}")
                 self.failing = True
                 self._report(time.perf_counter() - t0, len(records), False)
                 for _, future in batch:

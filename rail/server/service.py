@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rail.audit.record import AuditSink
+from rail.audit.sinks import AuditSink
 from rail.errors import (
     AuditError,
     ConfigError,
@@ -122,8 +122,8 @@ def finish_reason(result: GateResult) -> str:
 
 
 def input_blocked(result: GateResult) -> bool:
-    """Whether the prompt itself was refused (the model never ran)."""
-    return not result.allowed and result.raw_text is None and not result.record.extra.get("cancelled")
+    """Whether the prompt itself was refused (the model never ran), not the output."""
+    return any(v.stage is Stage.INPUT and v.action is Action.BLOCK for v in result.violations)
 
 
 class Service:

@@ -150,3 +150,23 @@ def test_more_usage_errors_exit_2(tmp_path, runner, log_and_key, args, message):
     result = runner.invoke(main, [a.format(tmp=tmp_path, out=out) for a in args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_verify_with_the_wrong_public_key_prints_one_summary(tmp_path, runner, make_record, other_key):
+    key = tmp_path / "writer.key"
+    assert runner.invoke(main, ["audit", "keygen", str(key)]).exit_code == 0
+    path = tmp_path / "many.db"
+    with AuditLog(path, privacy="full", signing_key=key, checkpoint_every=1) as log:
+        for i in range(1, 31):
+            log.emit(make_record(i))
+    result = runner.invoke(main, ["audit", "verify", str(path), "--public-key", str(other_key[1])])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) <= 2, result.output  # the verdict and at most one note, not a line per checkpoint
+    assert "30 of 30 checkpoints were signed with another key" in lines[0]
+    assert "stored checkpoint of size 1 signed" in lines[0] and "wrong key" in lines[0]
+    verdict = json.loads(runner.invoke(main, ["audit", "verify", str(path), "--public-key",
+                                              str(other_key[1]), "--json"]).output)
+    assert [p["kind"] for p in verdict["problems"]] == ["bad-signature"]
+    right = runner.invoke(main, ["audit", "verify", str(path), "--public-key", f"{key}.pub"])
+    assert right.exit_code == 0 and "intact: 30 records" in right.output

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_writer_inside_a_transaction
 
 from rail.audit import (
     AuditLog,
     AuditRecord,
-    BufferedSink,
     load_checkpoint,
     load_key,
     read_records,
@@ -187,8 +187,13 @@ def test_hmac_keys_sign_and_verify_checkpoints(tmp_path, make_record):
     key, public = generate_key(tmp_path / "hmac.key", "hmac-sha256")
     assert public is None
     with AuditLog(tmp_path / "h.db", privacy="full", signing_key=key, checkpoint_every=2) as log:
-        log.append_many([make_record(i) for i in range(1, 6)])
-    assert verify_log(tmp_path / "h.db", key=load_key(key)).ok
+        for i in range(1, 6):
+            log.emit(make_record(i))
+    result = verify_log(tmp_path / "h.db", key=load_key(key))
+    assert result.ok and result.signatures_checked
+    assert result.checkpoints_checked == 2 and result.latest_checkpoint == 4
+    other, _ = generate_key(tmp_path / "other.key", "hmac-sha256")
+    assert verify_log(tmp_path / "h.db", key=load_key(other)).first_problem.kind == "bad-signature"
 
 
 def test_privacy_is_applied_before_anything_is_stored(tmp_path, make_record, monkeypatch):
@@ -209,10 +214,10 @@ def test_privacy_is_applied_before_anything_is_stored(tmp_path, make_record, mon
 def test_files_that_are_not_logs_are_refused_without_being_changed(tmp_path, content):
     path = tmp_path / "x.db"
     path.write_bytes(content)
-    with pytest.raises(AuditError, match=r"not a rail audit log|does not exist"):
+    with pytest.raises(AuditError, match="not a rail audit log"):
         verify_log(path)
     if content:
-        with pytest.raises(AuditError, match=r"not a rail audit log|not a database"):
+        with pytest.raises(AuditError, match="not a rail audit log"):
             AuditLog(path)
     assert path.read_bytes() == content
 
@@ -229,16 +234,6 @@ def test_a_foreign_sqlite_database_is_not_taken_for_a_log(tmp_path):
 def test_checkpoint_every_needs_a_signing_key(tmp_path):
     with pytest.raises(AuditError, match="signing key"):
         AuditLog(tmp_path / "a.db", checkpoint_every=10)
-
-
-def test_buffered_sink_commits_everything_in_order(tmp_path, make_record):
-    path = tmp_path / "buffered.db"
-    log = AuditLog(path, privacy="full")
-    with BufferedSink(log, max_records=7, max_delay_s=0.05) as sink:
-        for i in range(1, 51):
-            sink.emit(make_record(i))
-    assert [r.request_id for _, r in read_records(path)] == [f"req-{i}" for i in range(1, 51)]
-    assert verify_log(path).ok
 
 
 _WRITER = textwrap.dedent("""
@@ -293,8 +288,22 @@ def test_a_writer_killed_mid_write_leaves_a_verifiable_log(tmp_path):
     assert result.ok, result.summary()
     assert result.size >= 200
     with AuditLog(path, privacy="full") as log:  # and the log keeps accepting records
-        log.emit(AuditRecord(request_id="after-kill"))
-    assert verify_log(path).size == result.size + 1
+        seq = log.emit(AuditRecord(request_id="after-kill"))
+    after = verify_log(path)
+    assert after.ok and after.size == seq
+    # The writer may have been killed after its commit reached the WAL but before it updated the WAL index:
+    # that record (never acknowledged to it) is recovered by the next writer, so seq can be one more.
+    assert seq in (result.size + 1, result.size + 2)
+
+
+def test_a_writer_killed_inside_its_transaction_leaves_no_partial_batch(tmp_path, ed25519_key):
+    path = tmp_path / "stalled.db"
+    kill_writer_inside_a_transaction(str(path), ed25519_key[0])
+    result = verify_log(path, key=load_key(ed25519_key[1]))
+    assert result.ok, result.summary()
+    assert result.size == 10 and result.checkpoints_checked == 0  # none of the 15, nor their checkpoint
+    with AuditLog(path, privacy="full") as log:
+        assert log.emit(AuditRecord(request_id="after-kill")) == 11
 
 
 def test_a_row_inserted_below_record_1_is_reported_as_inserted(signed_log):

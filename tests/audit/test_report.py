@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import markupsafe
 import pytest
+from conftest import LICENCE, unavailable
 
 from rail.audit import AuditLog
 from rail.audit.report import build_report, parse_when, render
 from rail.errors import AuditError
+
+
+def jinja_escape(text: str) -> str:
+    return str(markupsafe.escape(text))
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +101,9 @@ def test_markdown_has_the_verdict_and_tables(report_log):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 def test_html_report_renders_in_headless_chromium(tmp_path, report_log):
+    if CHROMIUM is None:
+        unavailable("headless Chromium is not installed (apt-get install -y chromium)")
     page = tmp_path / "report.html"
     page.write_text(render(build_report(report_log), "html"), encoding="utf-8")
     shot = tmp_path / "report.png"
@@ -136,13 +144,14 @@ def test_report_from_a_log_written_by_the_real_gate(tmp_path, tiny_bloom_dir, ti
     assert report["compliance"] and report["compliance"][0]["licence"] == "bigscience-bloom-rail-1.0"
     assert report["privacy"] == {"redacted": 3}
     rule = "medical-advice"  # the shipped policy's rule for clause (l); the third prompt trips it
-    assert report["blocks_by_rule"] == {rule: 1}
+    # The semantic rule may read the same prompt as (l) too; nothing else is blocked.
+    assert report["blocks_by_rule"][rule] == 1 and set(report["blocks_by_rule"]) <= {rule, "semantic-screen"}
     html = render(report, "html")
     assert "Integrity: INTACT" in html and f"<td>{rule}</td>" in html
     md = render(report, "md")
     assert md.splitlines()[2].startswith("**Integrity: INTACT**") and f"| {rule} | 1 |" in md
     parsed = json.loads(render(report, "json"))
-    assert parsed["integrity"]["verdict"] == "intact" and parsed["blocks_by_rule"] == {rule: 1}
+    assert parsed["integrity"]["verdict"] == "intact" and parsed["blocks_by_rule"] == report["blocks_by_rule"]
 
 
 @pytest.mark.parametrize("edit", [
@@ -221,3 +230,111 @@ def test_markdown_escapes_html_in_names_from_the_log(tmp_path, make_record):
     for escaped in ("&lt;img src=x onerror=alert(1)&gt;", "&lt;script&gt;x&lt;/script&gt;", "&lt;i&gt;tox",
                     "&lt;b&gt;l&lt;/b&gt;", "&lt;a href=y&gt;p&lt;/a&gt;&amp;"):
         assert escaped in md
+
+
+def test_a_log_without_any_scores_renders_in_every_format(tmp_path, make_record):
+    # Every request blocked because the scorer could not load: no record carries a score.
+    violation = {"rule": "scorer-unavailable", "restriction": None, "licence": None, "stage": "input",
+                 "action": "block", "severity": "high", "reason": "toxicity scorer could not load",
+                 "span": None}
+    path = tmp_path / "unscored.db"
+    with AuditLog(path, privacy="full") as log:
+        log.append_many([make_record(i, scores={}, verdict="blocked", violations=(violation,), output=None,
+                                     provenance=None) for i in range(1, 6)])
+    report = build_report(path)
+    assert report["toxicity"]["prompt"] == {} and report["requests"]["blocked"] == 5
+    html = render(report, "html")
+    assert "Integrity: INTACT" in html and "No toxicity scores were recorded" in html
+    assert "scorer-unavailable" in render(report, "md")
+    assert json.loads(render(report, "json"))["requests"]["total"] == 5
+
+
+def _svg_text(html: str, alt: str) -> str:
+    """Return the SVG source of the chart whose alt text starts with ``alt``."""
+    start = html.index(f'alt="{alt}')
+    data = html[html.index("base64,", start) + 7: html.index('"', html.index("base64,", start))]
+    return base64.b64decode(data).decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def screened_log(tmp_path_factory, make_record) -> Path:
+    """1,234 records with detoxify and semantic scores for every clause, in a policy that changed since."""
+    path = tmp_path_factory.mktemp("screened") / "audit.db"
+    clauses = "abcdefghijklm"
+
+    def scores(i: int, stage_shift: float) -> dict:
+        detoxify = {"insult": 0.02, "toxicity": 0.01 * (i % 100), "sexual_explicit": 0.0, "threat": 0.6}
+        semantic = {f"semantic.{c}": round((i * (k + 3) % 97) / 97 * stage_shift, 4)
+                    for k, c in enumerate(clauses)}
+        return {**detoxify, **semantic}
+
+    with AuditLog(path, privacy="full") as log:
+        log.append_many([make_record(i, policy_sha256="cd" * 32,
+                                     scores={"prompt": scores(i, 1.0), "output": scores(i, 0.5)})
+                         for i in range(1, 1235)])
+    return path
+
+
+@pytest.fixture(scope="module")
+def screened(screened_log) -> tuple[dict, str, str]:
+    """The report on ``screened_log`` and its HTML and Markdown, built once for the tests that read them."""
+    report = build_report(screened_log)
+    return report, render(report, "html"), render(report, "md")
+
+
+def test_semantic_scores_are_kept_out_of_the_toxicity_figures(screened):
+    report, html, md = screened
+    for stage in ("prompt", "output"):
+        assert not [label for label in report["toxicity"][stage] if label.startswith("semantic")]
+        assert list(report["semantic"][stage]) == list("abcdefghijklm")
+        assert report["semantic"][stage]["l"]["count"] == 1234
+        assert sum(report["semantic"][stage]["l"]["histogram"]) == 1234
+    # Most serious first, not alphabetical.
+    assert list(report["toxicity"]["prompt"]) == ["toxicity", "threat", "insult", "sexual_explicit"]
+    assert "Semantic screening scores by clause" in html
+    semantic = _svg_text(html, "semantic screening score distribution per clause")
+    assert "clause (a)" in semantic and "clause (m)" in semantic and "prompts" in semantic
+    toxicity = _svg_text(html, "toxicity histograms")
+    assert "semantic" not in toxicity and "Sexually explicit" in toxicity
+    assert "## Semantic screening scores by clause" in md and "| (l) | prompt | 1,234 |" in md
+
+
+def test_the_toxicity_legend_names_both_series_even_when_one_is_missing_for_a_label(tmp_path, make_record):
+    path = tmp_path / "partial.db"
+    with AuditLog(path, privacy="full") as log:  # the first label charted has prompt scores only
+        log.append_many([make_record(i, scores={"prompt": {"toxicity": 0.3}, "output": {"insult": 0.1}})
+                         for i in range(1, 5)])
+    toxicity = _svg_text(render(build_report(path), "html"), "toxicity histograms")
+    assert "prompts" in toxicity and "outputs" in toxicity
+
+
+def test_what_a_reader_compares_is_written_one_way(screened):
+    _, html, md = screened
+    for text in (html, md):
+        assert "1,234" in text and "1234" not in text  # thousands separators
+        assert "2025-03-01 00:00:00 UTC" in text  # readable times, one form
+        assert "+00:00" not in text and "T00:00:00" not in text
+        assert "clause l" not in text and "clause I" not in text
+    assert "<time>2025-03-01 00:00:00 UTC</time>" in html
+    assert "clause (l)" in html and "| (l) |" in md
+
+
+def test_every_clause_is_shown_in_full_in_the_compliance_matrix(screened):
+    from rail.licences import get_licence
+
+    _, html, md = screened
+    for letter, text in get_licence(LICENCE).restrictions.items():
+        assert text in md, letter
+        assert jinja_escape(text) in html, letter
+    assert "without expressly and intelligibly disclaiming that the text is machine generated" in md
+
+
+def test_a_changed_policy_is_a_warning_next_to_the_integrity_verdict(screened):
+    report, html, md = screened
+    [warning] = report["warnings"]
+    assert "differs from the one in force" in warning and "cdcdcdcdcdcd" in warning
+    assert not any("differs" in note for note in report["notes"])
+    verdict, warning_at = html.index("Integrity: INTACT"), html.index("Warning:</strong>")
+    assert verdict < warning_at < html.index("Requests over time")
+    head = md.split("\n## ")[0]
+    assert "**Warning:**" in head and "differs from the one in force" in head

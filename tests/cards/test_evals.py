@@ -105,3 +105,27 @@ def test_invalid_results_exit_2_and_leave_the_card_alone(results: str, message: 
     outcome = CliRunner().invoke(main, ["card", "merge-eval", str(card), str(path), "-o", str(card)])
     assert outcome.exit_code == 2
     assert card.read_text() == CARD
+
+
+def test_deeply_nested_results_exit_2_naming_the_file(write, tmp_path: Path):
+    card = write("card.yaml", CARD)
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    outcome = CliRunner().invoke(main, ["card", "merge-eval", str(card), str(path), "-o", str(card)])
+    assert outcome.exit_code == 2
+    assert str(path) in outcome.output and "nested too deeply" in outcome.output
+    assert "Traceback" not in outcome.output and "RecursionError" not in outcome.output
+    assert card.read_text() == CARD
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_metric_values_are_refused_naming_the_metric(value: str, write):
+    card = write("card.yaml", CARD)
+    results = json.dumps(RESULTS, indent=2).replace('"value": 0.52', f'"value": {value}')
+    path = write("results.json", results)
+    outcome = CliRunner().invoke(main, ["card", "merge-eval", str(card), str(path), "-o", str(card)])
+    assert outcome.exit_code == 2, outcome.output
+    line = next(i for i, text in enumerate(results.splitlines(), 1) if f'"value": {value}' in text)
+    assert f"{path}:{line}, at results[1].metrics[0].value: metric 'accuracy'" in outcome.output
+    assert "not a finite number" in outcome.output
+    assert card.read_text() == CARD

@@ -22,7 +22,7 @@ def test_allowed_text_exits_0_and_reports_skipped_checks() -> None:
     result = run("check", "--weights-free", "Why is the sky blue?")
     assert result.exit_code == 0
     assert result.output.startswith("ALLOWED")
-    assert "skipped (need model weights): toxic-language, identity-attack" in result.output
+    assert "skipped (need model weights): toxic-language, identity-attack, semantic-screen" in result.output
 
 
 def test_blocked_text_exits_1_with_clause_reason_and_span() -> None:
@@ -45,7 +45,7 @@ def test_json_output() -> None:
         "restriction": "d",
         "action": "redact",
     }
-    assert v["reason"] and data["skipped"] == ["toxic-language", "identity-attack"]
+    assert v["reason"] and data["skipped"] == ["toxic-language", "identity-attack", "semantic-screen"]
     assert data["policy"]["id"] == "bigscience-bloom-rail-1.0" and len(data["policy"]["sha256"]) == 64
 
 

@@ -174,7 +174,7 @@ def test_missing_scores_fail_closed_unless_fail_open(engine: PolicyEngine, tmp_p
 def test_weights_free_lists_skipped_rules(engine: PolicyEngine) -> None:
     decision = engine.check("hello", "output", weights_free=True)
     assert decision.allowed
-    assert set(decision.skipped) == {"toxic-language", "identity-attack"}
+    assert set(decision.skipped) == {"toxic-language", "identity-attack", "semantic-screen"}
     assert engine.needs_scores("input") and engine.needs_scores("output")
 
 

@@ -7,7 +7,7 @@ with predictable text, and misbehaves on request, by a directive in the prompt:
 - ``[say:TEXT]`` answers exactly TEXT (streamed one word at a time);
 - ``[fail]`` answers HTTP 500; ``[garbage]`` answers 200 with a body that is not JSON;
 - ``[slow]`` waits 3 s before answering (longer than the tests' upstream timeout);
-- ``[drip]`` streams ``Sentence N.`` every 50 ms until max_tokens or until the client goes away;
+- ``[drip]`` streams a harbour sentence every 50 ms until max_tokens or until the client goes away;
 - ``[break]`` streams one sentence, then an event that is not JSON.
 
 Otherwise the text is ``word0. word1. …`` with one word per token, cut at the request's stop sequences.
@@ -115,7 +115,7 @@ def build_app(stats: Stats) -> Starlette:
                 if "[drip]" in prompt:
                     for i in range(max_tokens):
                         await asyncio.sleep(0.05)
-                        yield _event(base, f"Sentence {i}. ", None)
+                        yield _event(base, _DRIP[i % len(_DRIP)], None)
                 elif "[break]" in prompt:
                     yield _event(base, "One sentence. ", None)
                     yield "data: {broken\n\n"
@@ -146,6 +146,9 @@ def build_app(stats: Stats) -> Starlette:
             Route("/stand-in/stats", stats_route),
         ]
     )
+
+
+_DRIP = ("Gulls circle the harbour. ", "Boats rock at their moorings. ", "The sun rises over the water. ")
 
 
 def _event(base: dict[str, Any], text: str, reason: str | None) -> str:

@@ -191,7 +191,7 @@ def test_sigterm_finishes_the_stream_in_flight_refuses_new_work_and_exits_0(
             tmp_path / "server.log",
         ).start()
         try:
-            body = {"prompt": "[drip]", "max_tokens": 20, "stream": True}
+            body = {"prompt": "Describe the harbour at dawn. [drip]", "max_tokens": 20, "stream": True}
             with httpx.stream(
                 "POST",
                 server.url + "/v1/completions",

@@ -24,6 +24,8 @@ from rail.errors import ConfigError, GenerationError, GenerationTimeout
 from rail.gate import GatedGenerator
 from rail.generation import GenerationParams, RemoteGenerator, connect
 
+# Prompts that reach the stand-in through the gate read as ordinary requests, with the directive after them.
+ASK = "Describe the harbour at dawn. "
 # Blocks any output that says "forbidden" (clause (f)), so a stream can be cut part-way on purpose.
 CUT_POLICY = """\
 id: test-cut
@@ -172,7 +174,7 @@ def test_the_gate_records_an_engine_failure_then_raises_it(
     sink = ListSink()
     gate = GatedGenerator(model=engine, declaration=declaration, sink=sink)
     with pytest.raises(GenerationError):
-        gate.generate_batch(["[fail] one.", "How do I cook meth?"], max_new_tokens=2)
+        gate.generate_batch([ASK + "[fail]", "How do I cook meth?"], max_new_tokens=2)
     failed, blocked = sink.records
     assert failed.finish_reason == "error" and failed.extra["error"]["type"] == "GenerationError"
     assert failed.provider == "openai-compatible" and failed.model == MODEL
@@ -180,7 +182,7 @@ def test_the_gate_records_an_engine_failure_then_raises_it(
         blocked.verdict == "blocked" and "error" not in blocked.extra
     )  # refused before the engine was asked
     with pytest.raises(GenerationError):
-        list(gate.generate_stream("[break] one."))
+        list(gate.generate_stream(ASK + "[break]"))
     assert sink.records[-1].extra["error"]["type"] == "GenerationError"
 
 
@@ -245,7 +247,7 @@ def stored(remote_dir: Path) -> dict[str, dict[str, Any]]:
 
 def test_remote_completion_is_gated_and_names_the_engine(remote: ServerProcess, remote_dir: Path) -> None:
     r = rclient(remote).completions.create(
-        model=MODEL, prompt="[say:A calm sea.]", max_tokens=4, temperature=0
+        model=MODEL, prompt=ASK + "[say:A calm sea.]", max_tokens=4, temperature=0
     )
     assert r.choices[0].text.startswith("A calm sea.") and r.choices[0].text.endswith(f"{MODEL}.]")
     record = stored(remote_dir)[r.rail["results"][0]["audit"]["request_id"]]  # type: ignore[attr-defined]
@@ -260,19 +262,28 @@ def test_a_refused_prompt_never_reaches_the_engine(remote: ServerProcess, standi
 
 
 def test_output_failing_a_check_is_withheld_with_finish_reason_content_filter(remote: ServerProcess) -> None:
-    r = rclient(remote).completions.create(model=MODEL, prompt="[say:A forbidden word.]", max_tokens=8)
+    r = rclient(remote).completions.create(model=MODEL, prompt=ASK + "[say:A forbidden word.]", max_tokens=8)
     assert r.choices[0].finish_reason == "content_filter" and r.choices[0].text == ""
     result = r.rail["results"][0]  # type: ignore[attr-defined]
-    assert result["verdict"] == "blocked" and result["violations"][0]["restriction"] == "f"
+    assert result["verdict"] == "blocked"
+    assert any(v["rule"] == "no-forbidden-word" and v["restriction"] == "f" for v in result["violations"])
     chat = rclient(remote).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "[say:A forbidden word.]"}], max_tokens=8
+        model=MODEL, messages=[{"role": "user", "content": ASK + "[say:A forbidden word.]"}], max_tokens=8
     )
     assert chat.choices[0].finish_reason == "content_filter" and chat.choices[0].message.content is None
+    # Streamed, output refused at its first sentence is still a 200 whose stream ends content_filter.
+    chunks = list(
+        rclient(remote).completions.create(
+            model=MODEL, prompt=ASK + "[say:A forbidden word.]", max_tokens=8, stream=True
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == ""
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
 
 
 @pytest.mark.parametrize("chat", [False, True])
 def test_a_stream_cut_by_a_check_keeps_only_the_text_that_passed(remote: ServerProcess, chat: bool) -> None:
-    say = "[say:First sentence here. Then a forbidden one. And more.]"
+    say = ASK + "[say:First sentence here. Then a forbidden one. And more.]"
     if chat:
         chunks = list(
             rclient(remote).chat.completions.create(
@@ -291,9 +302,9 @@ def test_a_stream_cut_by_a_check_keeps_only_the_text_that_passed(remote: ServerP
 @pytest.mark.parametrize(
     "prompt,status,code",
     [
-        ("[fail] one.", 502, "upstream_error"),
-        ("[garbage] one.", 502, "upstream_error"),
-        ("[slow] one.", 504, "upstream_timeout"),
+        (ASK + "[fail]", 502, "upstream_error"),
+        (ASK + "[garbage]", 502, "upstream_error"),
+        (ASK + "[slow]", 504, "upstream_timeout"),
     ],
 )
 def test_engine_failures_are_502_or_504_and_audited(
@@ -317,7 +328,9 @@ def test_engine_failures_are_502_or_504_and_audited(
 
 def test_an_engine_failing_mid_stream_ends_the_stream_with_an_error_event(remote: ServerProcess) -> None:
     with pytest.raises(openai.APIError, match="model engine failed"):
-        list(rclient(remote).completions.create(model=MODEL, prompt="[break] go.", max_tokens=8, stream=True))
+        list(
+            rclient(remote).completions.create(model=MODEL, prompt=ASK + "[break]", max_tokens=8, stream=True)
+        )
 
 
 def test_max_tokens_beyond_the_engine_context_is_400(remote: ServerProcess) -> None:
@@ -332,7 +345,7 @@ def test_the_queue_full_is_503_and_a_client_leaving_stops_the_engine(
     remote: ServerProcess, remote_dir: Path, standin: StandIn
 ) -> None:
     before = standin.stats.cancelled
-    body = {"prompt": "[drip]", "max_tokens": 200, "stream": True}
+    body = {"prompt": ASK + "[drip]", "max_tokens": 200, "stream": True}
     headers = {"Authorization": f"Bearer {MAIN_KEY}"}
     with httpx.stream("POST", remote.url + "/v1/completions", json=body, headers=headers, timeout=30) as r:
         lines = r.iter_lines()
@@ -349,7 +362,7 @@ def test_the_queue_full_is_503_and_a_client_leaving_stops_the_engine(
 
     def cancelled_record() -> bool:
         return any(
-            r["rail.extra"].get("cancelled") and r["rail.prompt"] == "[drip]"
+            r["rail.extra"].get("cancelled") and r["rail.prompt"] == ASK + "[drip]"
             for r in stored(remote_dir).values()
         )
 
@@ -442,12 +455,12 @@ def test_a_request_past_the_server_timeout_is_504_and_a_stream_is_cut_and_record
         headers = {"Authorization": f"Bearer {MAIN_KEY}"}
         r = httpx.post(
             url + "/v1/completions",
-            json={"prompt": "[slow] one.", "max_tokens": 2},
+            json={"prompt": ASK + "[slow]", "max_tokens": 2},
             headers=headers,
             timeout=30,
         )
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-        body = {"prompt": "[drip]", "max_tokens": 200, "stream": True}
+        body = {"prompt": ASK + "[drip]", "max_tokens": 200, "stream": True}
         with httpx.stream("POST", url + "/v1/completions", json=body, headers=headers, timeout=30) as s:
             events = [line for line in s.iter_lines() if line.startswith("data: ")]
         last = json.loads(events[-1][6:])

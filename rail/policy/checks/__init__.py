@@ -3,7 +3,9 @@
 A check module defines ``KIND`` (the name used in policy files), ``NEEDS_SCORES`` (whether it reads toxicity
 scores), ``YIELDS_SPANS`` (whether its findings point at characters of the text, which ``action: redact``
 needs), optionally ``NEEDS_WEIGHTS`` (whether it runs a model, so ``--weights-free`` skips it; defaults to
-``NEEDS_SCORES``) and ``build(params, where) -> Check``. Its ``params`` are validated by the entry for that
+``NEEDS_SCORES``), optionally ``group(stage, checks)`` (called once per engine with the kind's checks at a
+stage, so they can share work such as one automaton for every phrase rule) and
+``build(params, where) -> Check``. Its ``params`` are validated by the entry for that
 kind in ``rail/data/policy.schema.json`` before ``build`` is called; ``build`` raises
 :class:`~rail.errors.ConfigError` (through ``where.error``) for problems a schema cannot express, such as
 a regular expression that does not compile. Adding a kind is one module here plus one schema entry.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from types import ModuleType
@@ -35,6 +37,7 @@ __all__ = [
     "Where",
     "build_check",
     "check_kinds",
+    "group_checks",
     "kind_needs_scores",
     "kind_needs_weights",
     "kind_yields_spans",
@@ -144,6 +147,17 @@ def kind_needs_weights(kind: str) -> bool:
 def kind_yields_spans(kind: str) -> bool:
     """Whether findings of checks of ``kind`` carry a span of the text (so ``action: redact`` can apply)."""
     return bool(_modules()[kind].YIELDS_SPANS)
+
+
+def group_checks(stage: str, checks: Sequence[tuple[str, Check]]) -> None:
+    """Hand each kind that shares work across rules its ``(kind, check)`` pairs at ``stage``."""
+    by_kind: dict[str, list[Check]] = {}
+    for kind, check in checks:
+        by_kind.setdefault(kind, []).append(check)
+    for kind, same in by_kind.items():
+        join = getattr(_modules()[kind], "group", None)
+        if join is not None:
+            join(stage, same)
 
 
 def build_check(kind: str, params: Mapping[str, Any], where: Where) -> Check:

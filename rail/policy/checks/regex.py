@@ -1,70 +1,89 @@
-"""User regular expressions, compiled when the policy loads.
+"""User regular expressions, compiled with RE2 when the policy loads, so matching is linear in the text.
 
-params: ``pattern`` (Python ``re`` syntax), ``on`` (``normalized``, the default, or ``original``),
-``ignore_case`` (default true) and ``window`` (default 20000 characters).
+params: ``pattern`` (RE2 syntax: Python ``re`` syntax without backreferences and lookaround), ``on``
+(``normalized``, the default, or ``original``) and ``ignore_case`` (default true).
 
-Patterns with a nested unbounded quantifier such as ``(a+)+`` or ``(\\w*)*`` are refused at load time: they
-can take exponential time on hostile input. Possessive quantifiers (``a++``) and atomic groups (``(?>...)``)
-do not backtrack and are accepted. As a second guard the text is searched in windows of ``window``
-characters overlapping by 1000, so a slow pattern costs at most a bounded amount per window; a match longer
-than the overlap that straddles two windows can be missed.
+RE2 never backtracks: every pattern RE2 accepts runs in time linear in the text, whatever the text — there is
+no list of refused shapes to keep up to date, and ``(a|a)*$`` on a million characters takes milliseconds.
+What RE2 cannot express is refused at load time with the file, line and field: backreferences (``\\1``),
+lookaround (``(?=``, ``(?!``, ``(?<=``, ``(?<!``), and possessive or atomic forms (``a++``, ``(?>…)``),
+which RE2 does not need. ``\\w``, ``\\d`` and ``\\s`` (and ``\\W``, ``\\D``, ``\\S`` outside brackets) match
+as in Python — letters, digits and spaces of every script — because rail rewrites them to Unicode
+classes; ``\\b`` is RE2's, a boundary between ASCII word characters and anything else. Spans point into the
+original text.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from rail.policy.checks import CheckInput, Finding, Where
+import re2
 
-try:  # Python >= 3.11
-    from re import _constants as _sre_constants
-    from re import _parser as _sre_parser
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants as _sre_constants  # type: ignore[no-redef]
-    import sre_parse as _sre_parser  # type: ignore[no-redef]
+from rail.policy.checks import CheckInput, Finding, Where
 
 KIND = "regex"
 NEEDS_SCORES = False
 YIELDS_SPANS = True
-OVERLAP = 1000
 
-_REPEATS = {_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT}
-_SAFE = {
-    getattr(_sre_constants, name)
-    for name in ("POSSESSIVE_REPEAT", "ATOMIC_GROUP")
-    if hasattr(_sre_constants, name)
-}
+# Python's \w, \d and \s in RE2 syntax (RE2's own Perl classes are ASCII only).
+_UNICODE_CLASSES = {"w": r"\p{L}\p{N}_", "d": r"\p{Nd}", "s": r"\t\n\v\f\r\x{85}\p{Z}"}
+_UNSUPPORTED = (
+    *((f"invalid escape sequence: \\{n}", "a backreference") for n in range(1, 10)),
+    ("invalid perl operator: (?=", "a lookahead (?=…)"),
+    ("invalid perl operator: (?!", "a negative lookahead (?!…)"),
+    ("invalid perl operator: (?<", "a lookbehind (?<=…) or (?<!…)"),
+    ("invalid perl operator: (?>", "an atomic group (?>…)"),
+    ("bad repetition operator: ++", "a possessive quantifier"),
+    ("bad repetition operator: *+", "a possessive quantifier"),
+    ("bad repetition operator: ?+", "a possessive quantifier"),
+)
 
 
-def _nested_unbounded(items: Any, inside_repeat: bool) -> bool:
-    for op, arg in items:
-        if op in _SAFE:
+def unicode_classes(pattern: str) -> str:
+    """Rewrite ``\\w \\d \\s`` (and ``\\W \\D \\S`` outside brackets) as the Unicode classes Python means."""
+    out: list[str] = []
+    i, in_class, class_start = 0, False, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            if escaped in _UNICODE_CLASSES:
+                body = _UNICODE_CLASSES[escaped]
+                out.append(body if in_class else f"[{body}]")
+            elif escaped.lower() in _UNICODE_CLASSES and escaped.isupper() and not in_class:
+                out.append(f"[^{_UNICODE_CLASSES[escaped.lower()]}]")
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
             continue
-        if op in _REPEATS:
-            _low, high, sub = arg
-            unbounded = high == _sre_constants.MAXREPEAT or high > 100
-            if unbounded and inside_repeat:
-                return True
-            if _nested_unbounded(sub, inside_repeat or unbounded):
-                return True
-        elif op is _sre_constants.SUBPATTERN:
-            if _nested_unbounded(arg[-1], inside_repeat):
-                return True
-        elif op is _sre_constants.BRANCH:
-            if any(_nested_unbounded(branch, inside_repeat) for branch in arg[1]):
-                return True
-    return False
+        if in_class:
+            if pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) != -1:
+                out.append(pattern[i : close + 2])
+                i = close + 2
+                continue
+            if c == "]" and i > class_start:
+                in_class = False
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if i < len(pattern) and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            class_start = i  # a "]" right after "[" or "[^" is a literal
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 class RegexCheck:
-    """Fires on each match of one regular expression."""
+    """Fires on each (non-empty, non-overlapping) match of one RE2 regular expression."""
 
-    def __init__(self, pattern: re.Pattern[str], on: str, window: int) -> None:
+    def __init__(self, pattern: Any, on: str) -> None:
         self.pattern = pattern
         self.on = on
-        self.window = window
 
     def find(self, item: CheckInput) -> list[Finding]:
         if self.on == "original":
@@ -72,41 +91,38 @@ class RegexCheck:
         else:
             text, to_original = item.normalized.text, item.normalized.original_span
         findings = []
-        seen_end = 0
-        step = max(self.window - OVERLAP, 1)
-        for base in range(0, max(len(text), 1), step):
-            chunk = text[base : base + self.window]
-            for m in self.pattern.finditer(chunk):
-                start, end = base + m.start(), base + m.end()
-                if start < seen_end or end == start:
-                    continue
-                seen_end = end
-                span = to_original(start, end) if to_original else (start, end)
-                # The reason names no text: at the output stage the match is held-back model output, and
-                # reasons travel to the CLI and the audit log. The span says where the match is.
-                findings.append(Finding("matched the rule's pattern", span))
-            if base + self.window >= len(text):
-                break
+        for m in self.pattern.finditer(text):
+            start, end = m.start(), m.end()
+            if end == start:
+                continue
+            span = to_original(start, end) if to_original else (start, end)
+            # The reason names no text: at the output stage the match is held-back model output, and
+            # reasons travel to the CLI and the audit log. The span says where the match is.
+            findings.append(Finding("matched the rule's pattern", span))
         return findings
 
 
 def build(params: Mapping[str, Any], where: Where) -> RegexCheck:
     source = params["pattern"]
-    flags = re.IGNORECASE if params.get("ignore_case", True) else 0
+    options = re2.Options()
+    options.case_sensitive = not params.get("ignore_case", True)
+    options.log_errors = False  # RE2 would print its own copy of every error to stderr
     try:
-        pattern = re.compile(source, flags)
-        parsed = _sre_parser.parse(source, flags)
-    except re.error as exc:
+        pattern = re2.compile(unicode_classes(source), options)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else ""
+        detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        for marker, what in _UNSUPPORTED:
+            if marker in detail:
+                raise where.error(
+                    f"regular expression uses {what}, which the RE2 engine cannot express",
+                    subpath=".params.pattern",
+                    hint="rewrite it without that construct (RE2 never backtracks, so possessive and atomic "
+                    "forms are not needed; match the context instead of looking around it)",
+                ) from None
         raise where.error(
-            f"regular expression does not compile: {exc.msg} at position {exc.pos}",
+            f"regular expression does not compile: {detail}",
             subpath=".params.pattern",
             hint="check brackets and escapes (YAML single quotes keep backslashes as written)",
         ) from None
-    if _nested_unbounded(list(parsed), False):
-        raise where.error(
-            "regular expression has a nested unbounded quantifier, which can backtrack catastrophically",
-            subpath=".params.pattern",
-            hint="rewrite it without a repeated group that itself repeats, or make the inner "
-            "quantifier possessive (a++) or atomic ((?>...))",
-        )
-    return RegexCheck(pattern, params.get("on", "normalized"), int(params.get("window", 20000)))
+    return RegexCheck(pattern, params.get("on", "normalized"))

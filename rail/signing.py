@@ -1,4 +1,4 @@
-"""Keys that sign and verify audit checkpoints: Ed25519 key pairs or a shared HMAC-SHA256 secret.
+"""Keys that sign audit checkpoints and provenance records: Ed25519 key pairs or a shared HMAC-SHA256 secret.
 
 Key files:
 
@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rail.errors import AuditError
+from rail.errors import SigningKeyError
 
 __all__ = ["ED25519", "HMAC_SHA256", "CheckpointKey", "generate_key", "load_key"]
 
@@ -31,9 +31,9 @@ _HMAC_PREFIX = "rail-hmac-sha256:"
 
 @dataclass(frozen=True, eq=False)
 class CheckpointKey:
-    """Sign or verify checkpoints; load one with :func:`load_key`.
+    """Sign or verify checkpoints and provenance; load one with :func:`load_key`.
 
-    ``key_id`` is a short fingerprint stored in each checkpoint so a verifier can tell a wrong key from a
+    ``key_id`` is a short fingerprint stored with each signature so a verifier can tell a wrong key from a
     forgery.
     """
 
@@ -49,11 +49,11 @@ class CheckpointKey:
         return self.private is not None or self.secret is not None
 
     def sign(self, message: bytes) -> bytes:
-        """Return the signature of ``message``; raise AuditError for a public-only key."""
+        """Return the signature of ``message``; raise SigningKeyError for a public-only key."""
         if self.secret is not None:
             return hmac.new(self.secret, message, hashlib.sha256).digest()
         if self.private is None:
-            raise AuditError("this is a public key; signing checkpoints needs the private key file")
+            raise SigningKeyError("this is a public key; signing needs the private key file")
         return self.private.sign(message)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -81,35 +81,37 @@ def _hmac_key(secret: bytes) -> CheckpointKey:
 
 
 def load_key(path: str | Path) -> CheckpointKey:
-    """Load a checkpoint key file (Ed25519 private or public PEM, or an HMAC key); AuditError if unusable."""
+    """Load a key file (Ed25519 private or public PEM, or an HMAC key); raise SigningKeyError if unusable."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise AuditError(f"key file {path} does not exist; create one with "
+        raise SigningKeyError(f"key file {path} does not exist; create one with "
                          f"`rail audit keygen {path}`") from None
     except OSError as exc:
-        raise AuditError(f"cannot read key file {path}: {exc.strerror}") from exc
+        raise SigningKeyError(f"cannot read key file {path}: {exc.strerror}") from exc
     text = data.strip()
     try:
         if text.startswith(b"-----BEGIN PRIVATE KEY-----"):
             private = serialization.load_pem_private_key(text, password=None)
             if not isinstance(private, Ed25519PrivateKey):
-                raise AuditError(f"key file {path} holds a {type(private).__name__}; rail signs with Ed25519")
+                raise SigningKeyError(f"key file {path} holds a {type(private).__name__}; "
+                                      "rail signs with Ed25519")
             return _ed25519_key(private, private.public_key())
         if text.startswith(b"-----BEGIN PUBLIC KEY-----"):
             public = serialization.load_pem_public_key(text)
             if not isinstance(public, Ed25519PublicKey):
-                raise AuditError(f"key file {path} holds a {type(public).__name__}; rail verifies Ed25519")
+                raise SigningKeyError(f"key file {path} holds a {type(public).__name__}; "
+                                      "rail verifies Ed25519")
             return _ed25519_key(None, public)
         if text.startswith(_HMAC_PREFIX.encode()):
             secret = bytes.fromhex(text[len(_HMAC_PREFIX):].decode("ascii"))
             if len(secret) < 32:
-                raise AuditError(f"HMAC key in {path} is {len(secret)} bytes; use at least 32")
+                raise SigningKeyError(f"HMAC key in {path} is {len(secret)} bytes; use at least 32")
             return _hmac_key(secret)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise AuditError(f"key file {path} is damaged: {exc}") from exc
-    raise AuditError(f"{path} is not a rail checkpoint key (expected an Ed25519 PEM key or an "
+        raise SigningKeyError(f"key file {path} is damaged: {exc}") from exc
+    raise SigningKeyError(f"{path} is not a rail checkpoint key (expected an Ed25519 PEM key or an "
                      f"'{_HMAC_PREFIX}' line); create one with `rail audit keygen`")
 
 
@@ -118,9 +120,9 @@ def _write_private(path: Path, data: bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise AuditError(f"{path} already exists; refusing to overwrite a key") from None
+        raise SigningKeyError(f"{path} already exists; refusing to overwrite a key") from None
     except OSError as exc:
-        raise AuditError(f"cannot create key file {path}: {exc.strerror}") from exc
+        raise SigningKeyError(f"cannot create key file {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -134,10 +136,10 @@ def generate_key(path: str | Path, alg: str = ED25519) -> tuple[Path, Path | Non
         _write_private(path, f"{_HMAC_PREFIX}{secrets.token_hex(32)}\n".encode())
         return path, None
     if alg != ED25519:
-        raise AuditError(f"unknown key type {alg!r}; use {ED25519} or {HMAC_SHA256}")
+        raise SigningKeyError(f"unknown key type {alg!r}; use {ED25519} or {HMAC_SHA256}")
     public_path = path.with_name(path.name + ".pub")
     if public_path.exists():
-        raise AuditError(f"{public_path} already exists; refusing to overwrite a key")
+        raise SigningKeyError(f"{public_path} already exists; refusing to overwrite a key")
     private = Ed25519PrivateKey.generate()
     _write_private(path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
