@@ -45,6 +45,14 @@ class ModelLoadError(RailError):
     """Model weights or a tokenizer could not be loaded (no network, gated repository, wrong id or path)."""
 
 
+class GenerationError(RailError):
+    """The model backend failed to generate: a remote engine that is down, refuses, or answers nonsense."""
+
+
+class GenerationTimeout(GenerationError):
+    """The model backend did not answer within its time limit."""
+
+
 class ScorerError(RailError):
     """The toxicity scorer could not be loaded or failed on an input."""
 

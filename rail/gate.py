@@ -15,6 +15,7 @@ first piece that fails ends the stream, and nothing after it is released.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,8 +27,16 @@ from rail._version import __version__
 from rail.attribution import Disclosure, Provenance, WatermarkSettings, sha256_text
 from rail.audit.record import AuditRecord, utc_now
 from rail.audit.sinks import AuditSink
-from rail.errors import ConfigError, DeploymentRefused
-from rail.generation import TERMINATORS, Completion, GenerationParams, Generator, HygieneNote, load_model
+from rail.errors import ConfigError, DeploymentRefused, GenerationError
+from rail.generation import (
+    TERMINATORS,
+    Completion,
+    CompletionStream,
+    GenerationParams,
+    Generator,
+    HygieneNote,
+    load_model,
+)
 from rail.policy import DEFAULT_POLICY
 from rail.policy.decision import Action, Decision, Stage, Verdict, Violation
 from rail.scoring import ScorerSettings, ToxicityScorer
@@ -241,8 +250,18 @@ class _Steps:
         )
         return provenance.sign(self.signing_key) if self.signing_key is not None else provenance
 
-    def finish(self, r: _Request, params: GenerationParams, final_text: str | None = None) -> GateResult:
-        """Attribute an output that passed, build the audit record, emit it and return the result."""
+    def finish(
+        self,
+        r: _Request,
+        params: GenerationParams,
+        final_text: str | None = None,
+        *,
+        error: GenerationError | None = None,
+    ) -> GateResult:
+        """Attribute an output that passed, build the audit record, emit it and return the result.
+
+        ``error`` is the backend failure that ended the request; the record keeps its type and message.
+        """
         t0 = time.perf_counter()
         verdict = _merge(r.input, r.output)
         provenance = None
@@ -266,6 +285,8 @@ class _Steps:
             extra["prompt_hygiene"] = c.hygiene.to_dict()
         if self.watermark:
             extra["watermark"] = self.watermark.to_dict()
+        if error is not None:
+            extra["error"] = {"type": type(error).__name__, "message": str(error)}
         f = self.facts
         record = AuditRecord(
             request_id=r.request_id,
@@ -276,7 +297,7 @@ class _Steps:
             params=params.to_audit(),
             input_tokens=c.input_tokens if c else None,
             output_tokens=c.output_tokens if c else None,
-            finish_reason=c.finish_reason if c else None,
+            finish_reason=c.finish_reason if c else ("error" if error is not None else None),
             verdict=verdict.value,
             violations=tuple(v.to_dict() for v in violations),
             scores=r.scores,
@@ -417,6 +438,7 @@ class GatedGenerator:
         """Run prompts through the gate together; one GateResult per prompt, in order.
 
         Prompts blocked at input are not generated; the others are generated together in one batch.
+        A backend failure (GenerationError) is recorded for every request of the batch, then raised.
         """
         if isinstance(prompts, str):
             raise TypeError("generate_batch takes a list of prompts; use generate() for one prompt")
@@ -428,7 +450,12 @@ class GatedGenerator:
         steps.screen_inputs(requests)
         passing = [r for r in requests if r.input is not None and r.input.allowed]
         if passing:
-            steps.generate(passing, run)
+            try:
+                steps.generate(passing, run)
+            except GenerationError as exc:
+                for r in requests:
+                    steps.finish(r, run, error=exc if r in passing else None)
+                raise
             steps.screen_outputs(passing)
         return [steps.finish(r, run) for r in requests]
 
@@ -445,7 +472,8 @@ class GateStream:
     The chunks joined equal ``result.final_text`` when the request was allowed (disclosure included).
     When an output check fails mid-stream, generation stops, the stream ends, and ``result`` is blocked:
     the text already released had passed every check on the output up to that point. ``close()`` (or
-    leaving the loop early) stops generation; the request is then recorded as cut short.
+    leaving the loop early) stops generation; the request is then recorded as cut short. :meth:`cancel`
+    does the same from another thread, even while the model is still working on the next piece.
     """
 
     def __init__(
@@ -457,6 +485,14 @@ class GateStream:
         self._tags = dict(tags or {})
         self.result: GateResult | None = None
         self._prefixed = False
+        self._cancelled = threading.Event()
+        self._model_stream: CompletionStream | None = None
+
+    def cancel(self) -> None:
+        """Stop generating from any thread (a client went away); iteration ends, recorded as cut short."""
+        self._cancelled.set()
+        if self._model_stream is not None:
+            self._model_stream.cancel()
 
     def __iter__(self) -> Iterator[str]:
         steps, params = self._steps, self._params
@@ -469,6 +505,9 @@ class GateStream:
         stream = steps.model.stream(
             r.input.text, params, watermarking_config=steps.watermarking_config, note=r.note
         )
+        self._model_stream = stream
+        if self._cancelled.is_set():
+            stream.cancel()
         t0 = time.perf_counter()
         raw = ""  # everything the model produced so far
         released = ""  # checked (possibly redacted) text already yielded, without disclosure
@@ -479,7 +518,7 @@ class GateStream:
         try:
             for chunk in stream:
                 raw += chunk
-                if failed:
+                if failed or self._cancelled.is_set():
                     continue
                 end = max(raw.rfind(b) for b in _BOUNDARIES) + 1
                 if end <= len(released) or end == 0:
@@ -494,11 +533,15 @@ class GateStream:
                 yield piece[0]
         except GeneratorExit:
             # The consumer went away (a client disconnected): stop the model and record what happened.
-            stream.cancel()
-            r.durations["generate"] = (time.perf_counter() - t0) * 1000
-            r.tags = {**r.tags, "cancelled": True}
-            self.result = steps.finish(r, params, final_text="".join(shown))
+            self._cut_short(r, stream, t0, shown)
             raise
+        except GenerationError as exc:
+            r.durations["generate"] = (time.perf_counter() - t0) * 1000
+            self.result = steps.finish(r, params, final_text="".join(shown), error=exc)
+            raise
+        if self._cancelled.is_set():
+            self._cut_short(r, stream, t0, shown)
+            return
         r.durations["generate"] = (time.perf_counter() - t0) * 1000
         r.completion = stream.completion
         tail = (
@@ -518,6 +561,12 @@ class GateStream:
             shown.append(ending)
             yield ending
         self.result = steps.finish(r, params, final_text="".join(shown))
+
+    def _cut_short(self, r: _Request, stream: CompletionStream, t0: float, shown: list[str]) -> None:
+        stream.cancel()
+        r.durations["generate"] = (time.perf_counter() - t0) * 1000
+        r.tags = {**r.tags, "cancelled": True}
+        self.result = self._steps.finish(r, self._params, final_text="".join(shown))
 
     def _release(self, r: _Request, text: str, released: str, with_prefix: bool) -> tuple[str, str] | None:
         """Check the output so far; return (text to yield, new checked text) or None when it must stop."""

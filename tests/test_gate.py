@@ -288,3 +288,53 @@ def test_unusable_scorer_device_blocks_with_the_reason(
     assert result.decision is Verdict.BLOCKED and result.final_text is None
     assert f"device {device!r}" in (result.reason or "")
 
+
+
+class _StalledStream:
+    """A model stream that writes one sentence, then waits for more until it is cancelled."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.cancelled = threading.Event()
+        self.completion = None
+
+    def __iter__(self) -> Any:
+        yield "One sentence. "
+        self.cancelled.wait(30)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def test_cancel_from_another_thread_stops_a_waiting_model_and_records_the_request(
+    generator: TextGenerator, declaration: Path, scorer: ScorerSettings
+) -> None:
+    import threading
+
+    class Stalling:
+        info = generator.info
+        prepare = generator.prepare
+        generate = generator.generate
+
+        def __init__(self) -> None:
+            self.stream_made = _StalledStream()
+
+        def stream(self, prompt: str, params: Any = None, **kw: Any) -> _StalledStream:
+            return self.stream_made
+
+    model = Stalling()
+    sink = ListSink()
+    gate = GatedGenerator(model=model, declaration=declaration, scorer=scorer, sink=sink)  # type: ignore[arg-type]
+    stream = gate.generate_stream("Write a haiku about the sea.")
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(stream))
+    reader.start()
+    while not out:
+        reader.join(0.01)
+    stream.cancel()  # the reader is blocked inside the model, where close() could not reach it
+    reader.join(10)
+    assert not reader.is_alive() and model.stream_made.cancelled.is_set()
+    assert out == ["One sentence."]
+    assert stream.result is not None and sink.records == [stream.result.record]
+    assert stream.result.record.extra["cancelled"] is True

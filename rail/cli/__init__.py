@@ -35,9 +35,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from rail.cli import audit, bank, card, check, evaluate, generate
+    from rail.cli import audit, bank, card, check, evaluate, generate, serve
 
-    for module in (check, evaluate, bank, generate, audit, card):
+    for module in (check, evaluate, bank, generate, serve, audit, card):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,7 +1,8 @@
 """Load BLOOM/BLOOMZ and generate text; knows models and nothing about policy (:mod:`rail.gate` adds that).
 
 Backends implement :class:`Generator`: :func:`load_model` loads a checkpoint with transformers
-(:mod:`rail.generation.local`).
+(:mod:`rail.generation.local`); :func:`connect` reaches a model served by an OpenAI-compatible engine
+(:mod:`rail.generation.remote`).
 """
 
 from rail.generation.base import (
@@ -15,11 +16,13 @@ from rail.generation.base import (
     HygieneNote,
     ModelInfo,
     PromptHygiene,
+    StopFilter,
     apply_hygiene,
     full_stop_for,
     has_clear_end,
 )
 from rail.generation.local import LocalCompletionStream, TextGenerator, load_model, load_tokenizer
+from rail.generation.remote import RemoteCompletionStream, RemoteGenerator, connect
 
 __all__ = [
     "CUES",
@@ -33,8 +36,12 @@ __all__ = [
     "LocalCompletionStream",
     "ModelInfo",
     "PromptHygiene",
+    "RemoteCompletionStream",
+    "RemoteGenerator",
+    "StopFilter",
     "TextGenerator",
     "apply_hygiene",
+    "connect",
     "full_stop_for",
     "has_clear_end",
     "load_model",

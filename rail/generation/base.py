@@ -188,6 +188,42 @@ class Completion:
     token_ids: tuple[int, ...] = field(default=(), repr=False)
 
 
+class StopFilter:
+    """Cut streamed text at the first stop sequence, holding back text that may be the start of one.
+
+    ``feed(chunk)`` returns the text safe to release now; ``flush()`` the held-back rest once the stream
+    ended without a stop sequence. Released text never contains a stop sequence or anything after it.
+    """
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self.stop = tuple(stop)
+        self._holdback = max((len(s) for s in self.stop), default=1) - 1
+        self._pending = ""
+        self.emitted = ""
+        self.stopped = False
+
+    def feed(self, chunk: str) -> str:
+        """Add ``chunk``; return what can be released (possibly empty)."""
+        if self.stopped:
+            return ""
+        self._pending += chunk
+        cut = min((i for i in (self._pending.find(s) for s in self.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self._pending, self.stopped = self._pending[:cut], True
+            safe = len(self._pending)
+        else:
+            safe = max(0, len(self._pending) - self._holdback)
+        out, self._pending = self._pending[:safe], self._pending[safe:]
+        self.emitted += out
+        return out
+
+    def flush(self) -> str:
+        """Release what was held back (the stream ended); nothing after a stop sequence."""
+        out, self._pending = self._pending, ""
+        self.emitted += out
+        return out
+
+
 class CompletionStream(Protocol):
     """Text chunks of one completion as they are produced; ``completion`` holds the result afterwards."""
 

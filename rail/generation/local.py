@@ -24,6 +24,7 @@ from rail.generation.base import (
     HygieneNote,
     ModelInfo,
     PromptHygiene,
+    StopFilter,
     apply_hygiene,
 )
 
@@ -426,24 +427,13 @@ class LocalCompletionStream:
 
         worker = threading.Thread(target=run, name="rail-generate", daemon=True)
         worker.start()
-        emitted = ""
-        pending = ""
-        stopped = False
-        holdback = max((len(s) for s in params.stop), default=1) - 1
+        stops = StopFilter(params.stop)
         for chunk in streamer:
-            if stopped or cancelled.is_set():
+            if stops.stopped or cancelled.is_set():
                 continue  # drain so the worker can finish
-            pending += chunk
-            cut = min((i for i in (pending.find(s) for s in params.stop) if i >= 0), default=-1)
-            if cut >= 0:
-                pending, stopped = pending[:cut], True
-                safe = len(pending)
-            else:
-                safe = max(0, len(pending) - holdback)
+            safe = stops.feed(chunk)
             if safe:
-                emitted += pending[:safe]
-                yield pending[:safe]
-                pending = pending[safe:]
+                yield safe
         worker.join()
         if "error" in result:
             raise result["error"]
@@ -455,6 +445,7 @@ class LocalCompletionStream:
             self._prompt, self._note, out[0, width:].tolist(), int(batch["attention_mask"][0].sum()), params
         )
         # Incremental decoding can differ from one final decode at the edges; the final text is authoritative.
+        emitted = stops.emitted
         rest = self.completion.text[len(emitted) :] if self.completion.text.startswith(emitted) else ""
         if rest:
             yield rest
