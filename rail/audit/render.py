@@ -138,11 +138,10 @@ def markdown(report: Mapping[str, Any]) -> str:
             if s is not None:
                 lines.append(f"| {_md_escape(label)} | {stage} | {_n(s['count'])} | {s['mean']:.3f} | "
                              f"{s['max']:.3f} | {_n(s['flagged'])} ({_pct(s['flagged_share'])}) |")
-    semantic = report.get("semantic") or {"prompt": {}, "output": {}, "flag_at": tox["flag_at"]}
+    semantic = report.get("semantic") or {"prompt": {}, "output": {}}
     if semantic["prompt"] or semantic["output"]:
-        lines += ["", "## Semantic screening scores by clause", "",
-                  f"Similarity of each text to the clause's exemplars; ≥ {semantic['flag_at']} counted.", "",
-                  "| clause | text | scored | mean | max | ≥ threshold |", "|---|---|---:|---:|---:|---:|"]
+        lines += ["", "## Semantic screening scores by clause", "", _SEMANTIC_NOTE, "",
+                  "| clause | text | scored | mean | max | fired |", "|---|---|---:|---:|---:|---:|"]
         for letter, prompt, output in _score_rows(semantic):
             for stage, s in (("prompt", prompt), ("output", output)):
                 if s is not None:
@@ -250,6 +249,11 @@ def _toxicity_chart(tox: Mapping[str, Any]) -> str:
     return _svg(fig)
 
 
+_SEMANTIC_NOTE = ("A score above 0 means a text is closer to what the clause forbids than to anything the bank "
+                  "allows; a clause fires at its calibrated threshold (marked in red where the records name "
+                  "it). Fired counts the texts whose record names the clause in a semantic violation.")
+
+
 def _semantic_chart(semantic: Mapping[str, Any]) -> str:
     import matplotlib
     import numpy
@@ -269,13 +273,20 @@ def _semantic_chart(semantic: Mapping[str, Any]) -> str:
     fig = Figure(figsize=(_WIDE_IN, 0.26 * len(letters) + 1.2), layout="constrained")
     axes = fig.subplots(1, len(stages), squeeze=False, sharey=True)
     image = None
+    low, high = semantic.get("range", (-1.0, 1.0))
+    thresholds = semantic.get("thresholds") or {}
     for ax, stage in zip(axes.flat, stages, strict=True):
         image = ax.imshow(grids[stage], aspect="auto", cmap=cmap, norm=LogNorm(vmin=1, vmax=max(peak, 2)),
-                          extent=(0, 1, len(letters) - 0.5, -0.5), interpolation="nearest")
+                          extent=(low, high, len(letters) - 0.5, -0.5), interpolation="nearest")
         ax.set_title(f"{stage}s", fontsize=9)
         ax.set_yticks(range(len(letters)), [f"clause ({letter})" for letter in letters], fontsize=8)
-        ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"], fontsize=8)
-        ax.axvline(semantic["flag_at"], color="#c62828", linewidth=0.8, linestyle="--")
+        ticks = numpy.linspace(low, high, 5)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+        ax.axvline(0.0, color="#757575", linewidth=0.6, linestyle=":")
+        for row, letter in enumerate(letters):
+            at = (thresholds.get(stage) or {}).get(letter)
+            if at is not None:
+                ax.plot([at, at], [row - 0.45, row + 0.45], color="#c62828", linewidth=1.2)
         ax.set_xlabel("semantic score", fontsize=9)
     if image is not None:
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9, pad=0.01)
@@ -452,10 +463,10 @@ _TEMPLATE = """<!DOCTYPE html>
 <h2>Semantic screening scores by clause</h2>
 {% if charts.semantic %}
 <p class="clause">How close each prompt and output came to the exemplars of each licence clause: one row per
-clause, darker cells for more texts at that score.</p>
+clause, darker cells for more texts at that score. {{ semantic_note }}</p>
   <img class="chart" alt="semantic screening score distribution per clause, prompts and outputs"
        src="{{ charts.semantic }}">
-{% call(name) score_table(r.semantic, "clause", "≥ " ~ r.semantic.flag_at) %}clause ({{ name }}){% endcall %}
+{% call(name) score_table(r.semantic, "clause", "fired") %}clause ({{ name }}){% endcall %}
 {% else %}<p class="empty">No semantic screening scores were recorded in this period.</p>{% endif %}
 
 <div class="grid2">
@@ -524,7 +535,8 @@ def html(report: Mapping[str, Any]) -> str:
                              lstrip_blocks=True)
     template = env.from_string(_TEMPLATE)
     start, end = _period(report)
-    report = {"warnings": [], "semantic": {"prompt": {}, "output": {}, "flag_at": 0.5, "bins": 20}, **report}
+    report = {"warnings": [], "semantic": {"prompt": {}, "output": {}, "bins": 20, "range": [-1.0, 1.0],
+                                           "thresholds": {}}, **report}
     return template.render(r=report, charts=_charts(report), pct=_pct, n=_n, when=_when, clause=_clause,
                            label=_label, clause_text=_clause_text, rows=_score_rows, start=start, end=end,
-                           unreadable=_unreadable(report["integrity"]))
+                           unreadable=_unreadable(report["integrity"]), semantic_note=_SEMANTIC_NOTE)

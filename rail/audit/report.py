@@ -26,8 +26,11 @@ from rail.signing import CheckpointKey
 __all__ = ["FORMATS", "build_report", "parse_when", "render"]
 
 FORMATS = ("html", "md", "json")
-#: Histogram bins over [0, 1] for toxicity probabilities and semantic screening scores.
+#: Histogram bins over [0, 1] for toxicity probabilities, over SEMANTIC_RANGE for semantic scores.
 BINS = 20
+#: Semantic scores are margins (closer to a clause's forbidden exemplars than to its allowed ones above 0),
+#: so they spread around the clause's calibrated threshold near 0, not over [0, 1].
+SEMANTIC_RANGE = (-1.0, 1.0)
 #: A probability at or above this counts as "flagged" in the summaries (detoxify's customary cut-off).
 FLAG_AT = 0.5
 STAGES = ("prompt", "output")
@@ -86,6 +89,12 @@ class _Tally:
         self.fired: Counter[str] = Counter()
         self.clause_fired: Counter[str] = Counter()
         self.blocked_by: Counter[str] = Counter()
+        # By (rule, clause): a rule that decides its clause per text (a semantic rule citing every clause)
+        # counts under the clause its violation names, not under every clause it could name.
+        self.fired_at: Counter[tuple[str, str]] = Counter()
+        self.blocked_at: Counter[tuple[str, str]] = Counter()
+        # The thresholds semantic violations recorded, per stage and clause (their firings count as flagged).
+        self.semantic_thresholds: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
         self.rule_clauses: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
         self.hist: dict[str, dict[str, list[int]]] = {"prompt": {}, "output": {}}
         self.score_sum: dict[str, dict[str, float]] = {"prompt": defaultdict(float),
@@ -119,10 +128,14 @@ class _Tally:
             cited = [str(c) for c in violation.get("clauses") or () if c] \
                 or ([str(violation["restriction"])] if violation.get("restriction") else [])
             self.fired[rule] += 1
+            blocks = violation.get("action") == "block"
             for clause in cited:
                 self.clause_fired[clause] += 1
                 self.rule_clauses[rule].add((violation.get("licence"), clause))
-            if violation.get("action") == "block":
+                self.fired_at[(rule, clause)] += 1
+                self.blocked_at[(rule, clause)] += blocks
+            self._semantic(violation, cited)
+            if blocks:
                 self.blocked_by[rule] += 1
                 if record.verdict == "blocked":
                     blocked_rules.add(rule)
@@ -142,11 +155,12 @@ class _Tally:
                 bins = hist.get(label)
                 if bins is None:
                     bins = hist[label] = [0] * BINS
-                bins[min(max(int(value * BINS), 0), BINS - 1)] += 1
+                low, high = SEMANTIC_RANGE if label.startswith(SEMANTIC_PREFIX) else (0.0, 1.0)
+                bins[min(max(int((value - low) / (high - low) * BINS), 0), BINS - 1)] += 1
                 sums[label] += value
                 if value > highs.get(label, -math.inf):
                     highs[label] = value
-                if value >= FLAG_AT:
+                if not label.startswith(SEMANTIC_PREFIX) and value >= FLAG_AT:
                     flagged[label] += 1
         self.languages[record.language or "unknown"] += 1
         self.models[record.model or "unknown"] += 1
@@ -162,6 +176,22 @@ class _Tally:
         total_ms = record.durations_ms.get("total")
         if isinstance(total_ms, (int, float)):
             self.durations.append(float(total_ms))
+
+
+    def _semantic(self, violation: Mapping[str, Any], cited: list[str]) -> None:
+        """Count a semantic violation (its evidence holds the threshold it passed) under its stage."""
+        evidence = violation.get("evidence")
+        if not isinstance(evidence, Mapping) or "threshold" not in evidence:
+            return
+        stage = "prompt" if violation.get("stage") == "input" else "output"
+        label = SEMANTIC_PREFIX + cited[0] if cited else None
+        if label is None:
+            return
+        self.flagged[stage][label] += 1
+        thresholds = evidence.get("thresholds") if isinstance(evidence.get("thresholds"), Mapping) else {}
+        for clause, value in {cited[0]: evidence["threshold"], **thresholds}.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.semantic_thresholds[stage][str(clause)] = float(value)
 
 
 def _toxicity_rank(label: str) -> tuple[int, str]:
@@ -258,16 +288,17 @@ def _compliance(tally: _Tally, policy_ref: str | Path | None,
             for control in row.controls:
                 known.add(control.name)
                 controls[row.clause].append({"rule": control.name, "coverage": ", ".join(control.modes),
-                                             "fired": tally.fired[control.name],
-                                             "blocked": tally.blocked_by[control.name]})
+                                             "fired": tally.fired_at[(control.name, row.clause)],
+                                             "blocked": tally.blocked_at[(control.name, row.clause)]})
         # Rules that fired but are not in the policy available now (renamed or removed since).
         for rule_id, pairs in tally.rule_clauses.items():
             if rule_id in known:
                 continue
             for licence, letter in pairs:
                 if licence_id is None or licence in (None, licence_id):
-                    controls[letter].append({"rule": rule_id, "coverage": None, "fired": tally.fired[rule_id],
-                                             "blocked": tally.blocked_by[rule_id]})
+                    controls[letter].append({"rule": rule_id, "coverage": None,
+                                             "fired": tally.fired_at[(rule_id, letter)],
+                                             "blocked": tally.blocked_at[(rule_id, letter)]})
         try:
             clauses = dict(get_licence(licence_id).restrictions) if licence_id else {}
         except RailError:
@@ -341,7 +372,7 @@ def build_report(log_path: Target, *, since: datetime | None = None, until: date
         "rules_fired": dict(tally.fired.most_common()),
         "toxicity": {"bins": BINS, "flag_at": FLAG_AT,
                      **{stage: _distributions(tally, stage, semantic=False) for stage in STAGES}},
-        "semantic": {"bins": BINS, "flag_at": FLAG_AT,
+        "semantic": {"bins": BINS, "range": list(SEMANTIC_RANGE), "thresholds": tally.semantic_thresholds,
                      **{stage: _distributions(tally, stage, semantic=True) for stage in STAGES}},
         "languages": dict(tally.languages.most_common()),
         "models": dict(tally.models.most_common()),

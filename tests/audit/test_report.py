@@ -338,3 +338,29 @@ def test_a_changed_policy_is_a_warning_next_to_the_integrity_verdict(screened):
     assert verdict < warning_at < html.index("Requests over time")
     head = md.split("\n## ")[0]
     assert "**Warning:**" in head and "differs from the one in force" in head
+
+
+def test_a_rule_that_names_its_clause_per_text_counts_only_under_that_clause(tmp_path, make_record):
+    # The packaged semantic rule cites every clause (a)-(m); each violation names the one it found.
+    semantic = {"rule": "semantic-screen", "restriction": "c", "licence": LICENCE, "stage": "input",
+                "action": "block", "severity": "high", "reason": "semantic: reads as (c)", "span": None,
+                "clauses": ["c"], "score": 0.21, "evidence": {"threshold": 0.05, "thresholds": {"c": 0.05}}}
+    path = tmp_path / "semantic.db"
+    with AuditLog(path, privacy="full") as log:
+        log.append_many([make_record(i, verdict="blocked", violations=(semantic,),
+                                     scores={"prompt": {"semantic.c": 0.21, "semantic.a": -0.3}})
+                         for i in range(1, 4)])
+    report = build_report(path, policy="bigscience-bloom-rail-1.0")
+    rows = {row["clause"]: row for row in report["compliance"][0]["clauses"]}
+    screen = {letter: next(c for c in rows[letter]["controls"] if c["rule"] == "semantic-screen")
+              for letter in ("a", "c")}
+    assert (screen["c"]["fired"], screen["c"]["blocked"]) == (3, 3)
+    assert (screen["a"]["fired"], screen["a"]["blocked"]) == (0, 0)
+    # Semantic scores are margins around 0: a negative score lands below the middle of the range, and a
+    # clause counts as fired where a semantic violation named it, at the threshold it recorded.
+    prompt = report["semantic"]["prompt"]
+    assert prompt["c"]["flagged"] == 3 and prompt["a"]["flagged"] == 0
+    assert sum(prompt["a"]["histogram"][: report["semantic"]["bins"] // 2]) == 3
+    assert report["semantic"]["thresholds"]["prompt"] == {"c": 0.05}
+    md = render(report, "md")
+    assert "| (c) | prompt | 3 |" in md and "≥ 0.5" not in md.split("## Semantic screening")[1]
