@@ -249,9 +249,9 @@ def _toxicity_chart(tox: Mapping[str, Any]) -> str:
     return _svg(fig)
 
 
-_SEMANTIC_NOTE = ("A score above 0 means a text is closer to what the clause forbids than to anything the bank "
-                  "allows; a clause fires at its calibrated threshold (marked in red where the records name "
-                  "it). Fired counts the texts whose record names the clause in a semantic violation.")
+_SEMANTIC_NOTE = ("A score above 0 means a text is closer to what the clause forbids than to anything the "
+                  "bank allows; a clause fires at its calibrated threshold (marked in red where the records "
+                  "name it). Fired counts the texts whose record names the clause in a semantic violation.")
 
 
 def _semantic_chart(semantic: Mapping[str, Any]) -> str:

@@ -188,7 +188,8 @@ class _Tally:
         if label is None:
             return
         self.flagged[stage][label] += 1
-        thresholds = evidence.get("thresholds") if isinstance(evidence.get("thresholds"), Mapping) else {}
+        recorded = evidence.get("thresholds")
+        thresholds: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
         for clause, value in {cited[0]: evidence["threshold"], **thresholds}.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.semantic_thresholds[stage][str(clause)] = float(value)
